@@ -1,0 +1,17 @@
+// polymath/polymath.hpp — the whole CPU library.
+#pragma once
+#include "polymath/core/allocator.hpp"
+#include "polymath/core/device.hpp"
+#include "polymath/core/dtype.hpp"
+#include "polymath/core/error.hpp"
+#include "polymath/core/parallel.hpp"
+#include "polymath/core/philox.hpp"
+#include "polymath/core/shape.hpp"
+#include "polymath/tensor/tensor.hpp"
+#include "polymath/tensor/print.hpp"
+#include "polymath/ops/arith.hpp"
+#include "polymath/ops/reduce.hpp"
+#include "polymath/autograd/var.hpp"
+#include "polymath/autograd/arith.hpp"
+#include "polymath/autograd/reduce.hpp"
+#include "polymath/autograd/grad_check.hpp"
