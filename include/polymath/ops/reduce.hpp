@@ -167,7 +167,10 @@ void reduce_ori(const ORI<T>& in, T* out) {
         return;
     }
     // I > 1: out[o, i] = reduce_r x[o, r, i], row by row; split over (o, i-chunk).
-    const std::int64_t ichunk = std::max<std::int64_t>(64, std::min<std::int64_t>(I, kReductionGrain / std::max<std::int64_t>(R, 1)));
+    // Wide column chunks keep the row reads sequential; split I only as much
+    // as the threads need.
+    const std::int64_t ichunk = std::min<std::int64_t>(
+        I, std::max<std::int64_t>(1024, (I + 2 * num_threads() - 1) / (2 * num_threads())));
     const std::int64_t nic = (I + ichunk - 1) / ichunk;
     parallel_for(0, O * nic, std::max<std::int64_t>(1, kReductionGrain / std::max<std::int64_t>(R * ichunk, 1)),
                  [&](std::int64_t b, std::int64_t e) {
@@ -178,8 +181,12 @@ void reduce_ori(const ORI<T>& in, T* out) {
                              acc.setConstant(Red::template identity<T>());
                              continue;
                          }
-                         acc = CVecMap<T>(x + o * R * I + i0, n);
-                         for (std::int64_t r = 1; r < R; ++r) Red::combine(acc, CVecMap<T>(x + (o * R + r) * I + i0, n));
+                         auto row = [&](std::int64_t r) { return CVecMap<T>(x + (o * R + r) * I + i0, n); };
+                         acc = row(0);
+                         std::int64_t r = 1;
+                         if constexpr (std::is_same_v<Red, SumReducer>)  // 4 rows per pass over acc
+                             for (; r + 4 <= R; r += 4) acc += (row(r) + row(r + 1)) + (row(r + 2) + row(r + 3));
+                         for (; r < R; ++r) Red::combine(acc, row(r));
                      }
                  });
 }
