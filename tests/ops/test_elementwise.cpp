@@ -301,21 +301,53 @@ TEST_CASE_TEMPLATE("softplus returns x exactly above the threshold and log1p(exp
 
 TEST_CASE_TEMPLATE("special values: zeros, infinities and NaN follow IEEE / PyTorch", T, float, double) {
     const T inf = std::numeric_limits<T>::infinity(), nan = std::numeric_limits<T>::quiet_NaN();
-    const Tensor<T> x = Tensor<T>{T(0), -inf, inf, nan};
-    CHECK_CLOSE(ops::exp(x), (std::vector<double>{1, 0, kInf, kNaN}), 0, 0);
-    CHECK_CLOSE(ops::log(x), (std::vector<double>{-kInf, kNaN, kInf, kNaN}), 0, 0);
-    CHECK_CLOSE(ops::sqrt(x), (std::vector<double>{0, kNaN, kInf, kNaN}), 0, 0);
-    CHECK_CLOSE(ops::rsqrt(x), (std::vector<double>{kInf, kNaN, 0, kNaN}), 0, 0);
-    CHECK_CLOSE(ops::abs(x), (std::vector<double>{0, kInf, kInf, kNaN}), 0, 0);
-    CHECK_CLOSE(ops::tanh(x), (std::vector<double>{0, -1, 1, kNaN}), 0, 0);
-    CHECK_CLOSE(ops::sigmoid(x), (std::vector<double>{0.5, 0, 1, kNaN}), 0, 0);
-    CHECK_CLOSE(ops::relu(x), (std::vector<double>{0, 0, kInf, kNaN}), 0, 0);
-    CHECK_CLOSE(ops::square(x), (std::vector<double>{0, kInf, kInf, kNaN}), 0, 0);
-    CHECK_CLOSE(ops::pow_scalar(x, T(0)), (std::vector<double>{1, 1, 1, 1}), 0, 0);  // like torch.pow(x, 0)
+    const std::vector<T> specials{T(0), -inf, inf, nan};
+    // 4 elements (scalar path) and the same values tiled to 40 (Eigen's packet path).
+    for (int reps : {1, 10}) {
+        CAPTURE(reps);
+        std::vector<T> xs;
+        for (int r = 0; r < reps; ++r) xs.insert(xs.end(), specials.begin(), specials.end());
+        const Tensor<T> x = Tensor<T>::from_vector(xs);
+        auto tiled = [reps](std::vector<double> v) {
+            std::vector<double> out;
+            for (int r = 0; r < reps; ++r) out.insert(out.end(), v.begin(), v.end());
+            return out;
+        };
+        CHECK_CLOSE(ops::exp(x), tiled({1, 0, kInf, kNaN}), 0, 0);
+        CHECK_CLOSE(ops::log(x), tiled({-kInf, kNaN, kInf, kNaN}), 0, 0);
+        CHECK_CLOSE(ops::sqrt(x), tiled({0, kNaN, kInf, kNaN}), 0, 0);
+        CHECK_CLOSE(ops::rsqrt(x), tiled({kInf, kNaN, 0, kNaN}), 0, 0);
+        CHECK_CLOSE(ops::abs(x), tiled({0, kInf, kInf, kNaN}), 0, 0);
+        CHECK_CLOSE(ops::tanh(x), tiled({0, -1, 1, kNaN}), 0, 0);
+        CHECK_CLOSE(ops::sigmoid(x), tiled({0.5, 0, 1, kNaN}), 0, 0);
+        CHECK_CLOSE(ops::relu(x), tiled({0, 0, kInf, kNaN}), 0, 0);
+        CHECK_CLOSE(ops::square(x), tiled({0, kInf, kInf, kNaN}), 0, 0);
+        CHECK_CLOSE(ops::softplus(x), tiled({std::log(2.0), 0, kInf, kNaN}), 1e-7, 0);
+        CHECK_CLOSE(ops::pow_scalar(x, T(0)), tiled({1, 1, 1, 1}), 0, 0);  // like torch.pow(x, 0)
+        CHECK_CLOSE(ops::pow_scalar(x, T(2.5)), tiled({0, kInf, kInf, kNaN}), 0, 0);
+        // Gradients at the specials: tanh' and sigmoid' vanish at +-inf; relu passes NaN's gradient like
+        // PyTorch's threshold_backward; softplus' is 0 at -inf and 1 at +inf.
+        const Tensor<T> g = Tensor<T>::ones(x.shape());
+        CHECK_CLOSE(ops::tanh_backward(g, ops::tanh(x)), tiled({1, 0, 0, kNaN}), 0, 0);
+        CHECK_CLOSE(ops::sigmoid_backward(g, ops::sigmoid(x)), tiled({0.25, 0, 0, kNaN}), 0, 0);
+        CHECK_CLOSE(ops::relu_backward(g, ops::relu(x)), tiled({0, 0, 1, 1}), 0, 0);
+        CHECK_CLOSE(ops::softplus_backward(g, x), tiled({0.5, 0, 1, kNaN}), 0, 0);
+        CHECK_CLOSE(ops::exp_backward(g, ops::exp(x)), tiled({1, 0, kInf, kNaN}), 0, 0);
+    }
     CHECK_CLOSE(ops::log(Tensor<T>{T(-1)}), (std::vector<double>{kNaN}), 0, 0);
     // relu(-0.0) is a zero; sigmoid of large |x| saturates without NaN.
     CHECK(ops::relu(Tensor<T>{T(-0.0)}).item() == T(0));
     CHECK_CLOSE(ops::sigmoid(Tensor<T>{T(-200), T(200)}), (std::vector<double>{0, 1}), 0, 1e-30);
+}
+
+TEST_CASE("exp underflows to exactly 0 on the vectorised double path") {
+    // Eigen 3.4's packet exp for double returns 5.6e-309 for every x < -709.784.
+    const Tensor<double> x = Tensor<double>::full({24}, -1000.0);
+    for (double v : ops::exp(x).to_vector()) CHECK(v == 0);
+    const Tensor<double> y = Tensor<double>::full({24}, -700.0);
+    for (double v : ops::exp(y).to_vector()) CHECK(v == doctest::Approx(std::exp(-700.0)).epsilon(1e-12));
+    const Tensor<double> g = Tensor<double>::ones({24});
+    for (double v : ops::softplus_backward(g, x).to_vector()) CHECK(v == 0);
 }
 
 TEST_CASE("unary ops keep shape for 0-d, empty and 3-D tensors") {

@@ -286,6 +286,24 @@ TEST_CASE("threaded GEMM split gives the single-thread result bit for bit") {
         CHECK(bit_equal(one, two));
         check_close(one, naive_batched(x, y), 1e-4);
     }
+    // matrix-vector and vector-matrix products large enough to split (GEMV per block)
+    const auto mv_a = randn_t<float>({300, 4000}, 38), mv_x = randn_t<float>({4000}, 39);
+    const auto vm_b = randn_t<float>({4000, 300}, 40);
+    Tensor<float> mv1, mv2, vm1, vm2;
+    {
+        ThreadCount t(1);
+        mv1 = ops::matmul(mv_a, mv_x);
+        vm1 = ops::matmul(mv_x, vm_b);
+    }
+    {
+        ThreadCount t(2);
+        mv2 = ops::matmul(mv_a, mv_x);
+        vm2 = ops::matmul(mv_x, vm_b);
+    }
+    CHECK(bit_equal(mv1, mv2));
+    CHECK(bit_equal(vm1, vm2));
+    check_close(mv1, naive_mm(mv_a, mv_x.unsqueeze(1)).reshape({300}), 1e-4);
+    check_close(vm1, naive_mm(mv_x.unsqueeze(0), vm_b).reshape({300}), 1e-4);
     // double through the same path
     const auto ad = randn_t<double>({300, 200}, 36), bd = randn_t<double>({200, 250}, 37);
     Tensor<double> d1, d2;

@@ -50,7 +50,10 @@ void add_(const Tensor<T>& dst, const Tensor<T>& src, std::type_identity_t<T> al
                         T* d = reinterpret_cast<T*>(p[0]);
                         if (st[0] == std::int64_t(sizeof(T))) {
                             VecMap<T> o(d, n);
-                            detail::as_expr<T>(p[1], st[1], n, [&](const auto& e) { o += alpha * e; });
+                            if (st[1] == std::int64_t(sizeof(T)))
+                                o += alpha * detail::contiguous_row<T>(p[1], n);
+                            else
+                                o += alpha * detail::strided_row<T>(p[1], st[1], n);
                         } else {
                             const T* s = reinterpret_cast<const T*>(p[1]);
                             const std::int64_t ds = st[0] / std::int64_t(sizeof(T)), ss = st[1] / std::int64_t(sizeof(T));

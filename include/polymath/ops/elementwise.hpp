@@ -20,22 +20,17 @@ namespace polymath::ops {
 
 namespace detail {
 
-// Calls k(expr) with the cheapest Eigen expression for a row of n elements at
-// p with byte stride st: a plain map, a constant (stride 0) or a strided map.
-template <class T, class K>
-POLYMATH_ALWAYS_INLINE void as_expr(const char* p, std::int64_t st, std::int64_t n, K&& k) {
-    const T* tp = reinterpret_cast<const T*>(p);
-    if (st == static_cast<std::int64_t>(sizeof(T)))
-        k(CVecMap<T>(tp, n));
-    else if (st == 0)
-        k(ArrayX<T>::Constant(n, *tp));
-    else
-        k(CStridedMap<T>(tp, n, Eigen::InnerStride<>(st / static_cast<std::int64_t>(sizeof(T)))));
-}
-
+// Eigen expressions for a row of n elements at p with byte stride st. Each
+// functor is instantiated once per variant, so the variants are few (compile
+// time): a plain map (vectorised) or a strided map (stride 0 = broadcast).
 template <class T>
-std::array<char*, 1> ptrs1(const Tensor<T>& t) {
-    return {reinterpret_cast<char*>(t.data())};
+POLYMATH_ALWAYS_INLINE CVecMap<T> contiguous_row(const char* p, std::int64_t n) {
+    return CVecMap<T>(reinterpret_cast<const T*>(p), n);
+}
+template <class T>
+POLYMATH_ALWAYS_INLINE CStridedMap<T> strided_row(const char* p, std::int64_t st, std::int64_t n) {
+    return CStridedMap<T>(reinterpret_cast<const T*>(p), n,
+                          Eigen::InnerStride<>(st / static_cast<std::int64_t>(sizeof(T))));
 }
 
 template <class T>
@@ -56,7 +51,10 @@ Tensor<TO> unary_map(const Tensor<TA>& a, F&& f, std::int64_t grain = kElementwi
                     {&ost, &a.strides()}, {sizeof(TO), sizeof(TA)}, grain,
                     [&](const std::array<char*, 2>& p, const std::array<std::int64_t, 2>& st, std::int64_t n) {
                         VecMap<TO> o(reinterpret_cast<TO*>(p[0]), n);
-                        detail::as_expr<TA>(p[1], st[1], n, [&](const auto& ea) { o = f(ea); });
+                        if (st[1] == std::int64_t(sizeof(TA)))
+                            o = f(detail::contiguous_row<TA>(p[1], n));
+                        else
+                            o = f(detail::strided_row<TA>(p[1], st[1], n));
                     });
     return out;
 }
@@ -78,9 +76,13 @@ Tensor<TO> binary_map(const char* op, const Tensor<TA>& a, const Tensor<TB>& b, 
         {&ost, &ast, &bst}, {sizeof(TO), sizeof(TA), sizeof(TB)}, grain,
         [&](const std::array<char*, 3>& p, const std::array<std::int64_t, 3>& st, std::int64_t n) {
             VecMap<TO> o(reinterpret_cast<TO*>(p[0]), n);
-            detail::as_expr<TA>(p[1], st[1], n, [&](const auto& ea) {
-                detail::as_expr<TB>(p[2], st[2], n, [&](const auto& eb) { o = f(ea, eb); });
-            });
+            const bool ca = st[1] == std::int64_t(sizeof(TA)), cb = st[2] == std::int64_t(sizeof(TB));
+            if (ca && cb)  // same-shape rows: fully vectorised
+                o = f(detail::contiguous_row<TA>(p[1], n), detail::contiguous_row<TB>(p[2], n));
+            else if (ca && st[2] == 0)  // a row against one value (e.g. [N, C] op [N, 1])
+                o = f(detail::contiguous_row<TA>(p[1], n), ArrayX<TB>::Constant(n, *reinterpret_cast<const TB*>(p[2])));
+            else
+                o = f(detail::strided_row<TA>(p[1], st[1], n), detail::strided_row<TB>(p[2], st[2], n));
         });
     return out;
 }
@@ -110,10 +112,8 @@ Tensor<TO> ternary_map(const char* op, const Tensor<TA>& a, const Tensor<TB>& b,
                                   CVecMap<TB>(reinterpret_cast<const TB*>(p[2]), n),
                                   CVecMap<TC>(reinterpret_cast<const TC*>(p[3]), n));
                         } else {
-                            using S = Eigen::InnerStride<>;
-                            o = f(CStridedMap<TA>(reinterpret_cast<const TA*>(p[1]), n, S(st[1] / std::int64_t(sizeof(TA)))),
-                                  CStridedMap<TB>(reinterpret_cast<const TB*>(p[2]), n, S(st[2] / std::int64_t(sizeof(TB)))),
-                                  CStridedMap<TC>(reinterpret_cast<const TC*>(p[3]), n, S(st[3] / std::int64_t(sizeof(TC)))));
+                            o = f(detail::strided_row<TA>(p[1], st[1], n), detail::strided_row<TB>(p[2], st[2], n),
+                                  detail::strided_row<TC>(p[3], st[3], n));
                         }
                     });
     return out;

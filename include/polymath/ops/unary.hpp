@@ -63,6 +63,18 @@ using PT = Eigen::internal::packet_traits<T>;
 template <class T>
 inline constexpr bool kVecCmp = PT<T>::Vectorizable && PT<T>::HasCmp;
 
+// exp on packets. Eigen 3.4's double pexp clamps its argument at -709.784, so
+// it returns 5.6e-309 (not 0) for every x below that, -inf included; those
+// are flushed to 0 here (the exact values are denormals below 5.6e-309).
+template <class T, class Pk>
+EIGEN_STRONG_INLINE Pk pexp_flushed(const Pk& x) {
+    using namespace Eigen::internal;
+    if constexpr (std::is_same_v<T, double>)
+        return pselect(pcmp_lt(x, pset1<Pk>(-709.784)), pzero(x), pexp(x));
+    else
+        return pexp(x);
+}
+
 template <class T>
 void check_math(const Tensor<T>& x, const char* op) {
     static_assert(MathDType<T>, "this polymath op computes in float or double; convert with .to<float>() first");
@@ -107,7 +119,13 @@ namespace polymath::ops {
 template <class T>
 Tensor<T> exp(const Tensor<T>& x) {
     detail::check_math(x, "exp");
-    return unary_map<T>(x, [](const auto& e) { return e.exp(); });
+    if constexpr (std::is_same_v<T, float>) {
+        return unary_map<T>(x, [](const auto& e) { return e.exp(); });
+    } else {  // exp(-inf) = 0 (see pexp_flushed)
+        auto op = detail::packet_fn<T, detail::kVecCmp<T> && detail::PT<T>::HasExp>(
+            [](T v) { return std::exp(v); }, [](const auto& v) { return detail::pexp_flushed<T>(v); });
+        return unary_map<T>(x, [op](const auto& e) { return e.unaryExpr(op); });
+    }
 }
 template <class T>
 Tensor<T> log(const Tensor<T>& x) {
@@ -329,7 +347,7 @@ Tensor<T> softplus_backward(const Tensor<T>& g, const Tensor<T>& x, std::type_id
             using namespace Eigen::internal;
             using Pk = std::decay_t<decltype(v)>;
             const Pk bx = pmul(v, pset1<Pk>(beta));
-            const Pk z = pexp(bx);
+            const Pk z = detail::pexp_flushed<T>(bx);
             return pselect(pcmp_lt(pset1<Pk>(threshold), bx), gg, pdiv(pmul(gg, z), padd(z, pset1<Pk>(T(1)))));
         });
     return binary_map<T>("softplus_backward", g, x, [op](const auto& a, const auto& b) { return a.binaryExpr(b, op); });
