@@ -340,6 +340,26 @@ TEST_CASE_TEMPLATE("special values: zeros, infinities and NaN follow IEEE / PyTo
     CHECK_CLOSE(ops::sigmoid(Tensor<T>{T(-200), T(200)}), (std::vector<double>{0, 1}), 0, 1e-30);
 }
 
+TEST_CASE_TEMPLATE("sqrt is correctly rounded and rsqrt is 1 / sqrt, on the vectorised path too", T, float, double) {
+    // Bitwise equal to std::sqrt, denormals included (Eigen's fast packet sqrt is neither).
+    std::vector<T> xs;
+    for (int i = 0; i < 1000; ++i) xs.push_back(T(0.001) + T(i) * T(0.37));
+    xs.push_back(std::numeric_limits<T>::denorm_min());
+    xs.push_back(std::numeric_limits<T>::min() / T(3));
+    xs.push_back(std::numeric_limits<T>::max());
+    const Tensor<T> x = Tensor<T>::from_vector(xs);
+    const auto s = ops::sqrt(x).to_vector(), r = ops::rsqrt(x).to_vector(), p = ops::pow_scalar(x, T(0.5)).to_vector();
+    std::int64_t bad_sqrt = 0, bad_rsqrt = 0, bad_pow = 0;
+    for (std::size_t i = 0; i < xs.size(); ++i) {
+        bad_sqrt += s[i] != std::sqrt(xs[i]);
+        bad_rsqrt += r[i] != T(1) / std::sqrt(xs[i]);
+        bad_pow += p[i] != std::sqrt(xs[i]);
+    }
+    CHECK(bad_sqrt == 0);
+    CHECK(bad_rsqrt == 0);
+    CHECK(bad_pow == 0);
+}
+
 TEST_CASE("exp underflows to exactly 0 on the vectorised double path") {
     // Eigen 3.4's packet exp for double returns 5.6e-309 for every x < -709.784.
     const Tensor<double> x = Tensor<double>::full({24}, -1000.0);

@@ -137,14 +137,28 @@ template <class T, int LO, int RO>
 void gemm_kernel(EIndex M, EIndex N, EIndex K, const T* A, EIndex lda, const T* B, EIndex ldb, T* C, EIndex ldc,
                  T alpha) {
     if (M == 0 || N == 0 || K == 0) return;
-    if (M == 1 || N == 1 || M + N + K < 20) {  // GEMV / coefficient-based: Eigen's expression picks
-        using LM = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, LO>;
-        using RM = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, RO>;
-        using CM = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-        Eigen::Map<const LM, 0, Eigen::OuterStride<>> a(A, M, K, Eigen::OuterStride<>(lda));
-        Eigen::Map<const RM, 0, Eigen::OuterStride<>> b(B, K, N, Eigen::OuterStride<>(ldb));
-        Eigen::Map<CM, 0, Eigen::OuterStride<>> c(C, M, N, Eigen::OuterStride<>(ldc));
-        c.noalias() += alpha * a * b;
+    if (M == 1 || N == 1 || M + N + K < 20) {
+        // GEMV and tiny products: direct loops. (Eigen's expression product
+        // would instantiate a second GEMM per layout and double the compile
+        // time of every user of matmul.)
+        const auto at = [&](EIndex i, EIndex k) { return LO == Eigen::RowMajor ? A[i * lda + k] : A[k * lda + i]; };
+        const auto bt = [&](EIndex k, EIndex j) { return RO == Eigen::RowMajor ? B[k * ldb + j] : B[j * ldb + k]; };
+        for (EIndex i = 0; i < M; ++i) {
+            T* c = C + i * ldc;
+            if (RO == Eigen::RowMajor) {  // c_row += a(i, k) * b_row(k): contiguous, vectorises
+                for (EIndex k = 0; k < K; ++k) {
+                    const T aik = alpha * at(i, k);
+                    const T* brow = B + k * ldb;
+                    for (EIndex j = 0; j < N; ++j) c[j] += aik * brow[j];
+                }
+            } else {  // c(i, j) = dot(a row, b column): b columns are contiguous
+                for (EIndex j = 0; j < N; ++j) {
+                    T acc = T(0);
+                    for (EIndex k = 0; k < K; ++k) acc += at(i, k) * bt(k, j);
+                    c[j] += alpha * acc;
+                }
+            }
+        }
         return;
     }
     GemmBlocking<T> blocking(M, N, K);

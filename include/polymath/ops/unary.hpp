@@ -5,11 +5,13 @@
 // Every kernel is one Eigen array expression run by unary_map / binary_map, so
 // contiguous rows take Eigen's packet path (AVX-512 / AVX2 where compiled for
 // it). What Eigen 3.4 vectorises (x86, default EIGEN_FAST_MATH): exp, log,
-// sqrt, rsqrt, log1p for float and double... except log1p, tanh and erf,
-// which are vectorised for float only (double falls back to std:: per
-// element). Comparisons and select() are never vectorised by Eigen 3.4, so the
-// kernels that need a mask (relu / abs / softplus backward) use small functors
-// with a packet path built from pcmp_* / pselect (PacketFn below).
+// sqrt, rsqrt for float and double; log1p, tanh and erf for float only (double
+// falls back to std:: per element). Comparisons and select() are never
+// vectorised by Eigen 3.4, so the kernels that need a mask (relu / abs /
+// softplus backward) use small functors with a packet path built from pcmp_* /
+// pselect (PacketFn below). Two Eigen packet functions are not used as they
+// are: sqrt (approximate under EIGEN_FAST_MATH, NaN for +inf; psqrt_ieee) and
+// double exp (5.6e-309 instead of 0 below -709.78; pexp_flushed).
 //
 // Conventions follow PyTorch: relu'(0) = 0, abs'(0) = 0, softplus returns x
 // where beta * x > threshold, gelu has the exact (erf) and the tanh form.
@@ -75,6 +77,44 @@ EIGEN_STRONG_INLINE Pk pexp_flushed(const Pk& x) {
         return pexp(x);
 }
 
+// IEEE (correctly rounded) square root on packets, like std::sqrt and
+// PyTorch. Eigen 3.4 under EIGEN_FAST_MATH (its default) computes the float
+// packet sqrt (and the double one on AVX-512) as x * rsqrt(x) refined by
+// Newton steps: not correctly rounded, NaN for +inf, 0 for denormals. The x86
+// instructions are used directly; elsewhere Eigen's psqrt remains.
+template <class Pk>
+EIGEN_STRONG_INLINE Pk psqrt_ieee(const Pk& x) {
+    return Eigen::internal::psqrt(x);
+}
+#if defined(EIGEN_VECTORIZE_SSE2)
+EIGEN_STRONG_INLINE Eigen::internal::Packet4f psqrt_ieee(const Eigen::internal::Packet4f& x) { return _mm_sqrt_ps(x); }
+EIGEN_STRONG_INLINE Eigen::internal::Packet2d psqrt_ieee(const Eigen::internal::Packet2d& x) { return _mm_sqrt_pd(x); }
+#endif
+#if defined(EIGEN_VECTORIZE_AVX)
+EIGEN_STRONG_INLINE Eigen::internal::Packet8f psqrt_ieee(const Eigen::internal::Packet8f& x) { return _mm256_sqrt_ps(x); }
+EIGEN_STRONG_INLINE Eigen::internal::Packet4d psqrt_ieee(const Eigen::internal::Packet4d& x) { return _mm256_sqrt_pd(x); }
+#endif
+#if defined(EIGEN_VECTORIZE_AVX512)
+EIGEN_STRONG_INLINE Eigen::internal::Packet16f psqrt_ieee(const Eigen::internal::Packet16f& x) { return _mm512_sqrt_ps(x); }
+EIGEN_STRONG_INLINE Eigen::internal::Packet8d psqrt_ieee(const Eigen::internal::Packet8d& x) { return _mm512_sqrt_pd(x); }
+#endif
+
+// sqrt(x) and 1 / sqrt(x) as Eigen functors with the IEEE packet sqrt.
+template <class T>
+auto sqrt_fn() {
+    return packet_fn<T, PT<T>::Vectorizable && PT<T>::HasSqrt>(
+        [](T v) { return std::sqrt(v); }, [](const auto& v) { return psqrt_ieee(v); });
+}
+template <class T>
+auto rsqrt_fn() {
+    return packet_fn<T, PT<T>::Vectorizable && PT<T>::HasSqrt && PT<T>::HasDiv>(
+        [](T v) { return T(1) / std::sqrt(v); },
+        [](const auto& v) {
+            using Pk = std::decay_t<decltype(v)>;
+            return Eigen::internal::pdiv(Eigen::internal::pset1<Pk>(T(1)), psqrt_ieee(v));
+        });
+}
+
 template <class T>
 void check_math(const Tensor<T>& x, const char* op) {
     static_assert(MathDType<T>, "this polymath op computes in float or double; convert with .to<float>() first");
@@ -132,16 +172,17 @@ Tensor<T> log(const Tensor<T>& x) {
     detail::check_math(x, "log");
     return unary_map<T>(x, [](const auto& e) { return e.log(); });
 }
+// Correctly rounded (see psqrt_ieee).
 template <class T>
 Tensor<T> sqrt(const Tensor<T>& x) {
     detail::check_math(x, "sqrt");
-    return unary_map<T>(x, [](const auto& e) { return e.sqrt(); });
+    return unary_map<T>(x, [op = detail::sqrt_fn<T>()](const auto& e) { return e.unaryExpr(op); });
 }
-// 1 / sqrt(x).
+// 1 / sqrt(x), as PyTorch computes it (a division by the IEEE sqrt).
 template <class T>
 Tensor<T> rsqrt(const Tensor<T>& x) {
     detail::check_math(x, "rsqrt");
-    return unary_map<T>(x, [](const auto& e) { return e.rsqrt(); });
+    return unary_map<T>(x, [op = detail::rsqrt_fn<T>()](const auto& e) { return e.unaryExpr(op); });
 }
 template <class T>
 Tensor<T> abs(const Tensor<T>& x) {
@@ -217,8 +258,8 @@ Tensor<T> with_pow(T p, K&& k) {
     if (p == T(1)) return k([](const auto& e) { return e; });
     if (p == T(2)) return k([](const auto& e) { return e.square(); });
     if (p == T(3)) return k([](const auto& e) { return e.cube(); });
-    if (p == T(0.5)) return k([](const auto& e) { return e.sqrt(); });
-    if (p == T(-0.5)) return k([](const auto& e) { return e.rsqrt(); });
+    if (p == T(0.5)) return k([op = sqrt_fn<T>()](const auto& e) { return e.unaryExpr(op); });
+    if (p == T(-0.5)) return k([op = rsqrt_fn<T>()](const auto& e) { return e.unaryExpr(op); });
     if (p == T(-1)) return k([](const auto& e) { return e.inverse(); });
     if (p == T(-2)) return k([](const auto& e) { return e.square().inverse(); });
     return k([p](const auto& e) { return e.pow(p); });
