@@ -135,33 +135,17 @@ public:
     }
     // Uniform [0, 1) from the Philox stream of `gen` (see core/philox.hpp).
     static Tensor rand(const Shape& shape, Generator& gen = default_generator()) {
-        Tensor t = empty(shape);
-        const std::uint64_t seed = gen.seed(), off = gen.reserve(static_cast<std::uint64_t>(t.numel()));
-        T* p = t.data();
-        parallel_for(0, t.numel(), kElementwiseGrain, [&](std::int64_t b, std::int64_t e) {
-            for (std::int64_t i = b; i < e; ++i) {
-                if constexpr (std::is_same_v<T, double>)
-                    p[i] = philox_uniform_double(seed, off + std::uint64_t(i));
-                else
-                    p[i] = dtype_cast<T>(philox_uniform_float(seed, off + std::uint64_t(i)));
-            }
+        return philox_fill(shape, gen, [](std::uint64_t seed, std::uint64_t j) {
+            if constexpr (std::is_same_v<T, double>) return philox_uniform_double(seed, j);
+            else return philox_uniform_float(seed, j);
         });
-        return t;
     }
     // Standard normal from the Philox stream of `gen`.
     static Tensor randn(const Shape& shape, Generator& gen = default_generator()) {
-        Tensor t = empty(shape);
-        const std::uint64_t seed = gen.seed(), off = gen.reserve(static_cast<std::uint64_t>(t.numel()));
-        T* p = t.data();
-        parallel_for(0, t.numel(), kElementwiseGrain, [&](std::int64_t b, std::int64_t e) {
-            for (std::int64_t i = b; i < e; ++i) {
-                if constexpr (std::is_same_v<T, double>)
-                    p[i] = philox_normal_double(seed, off + std::uint64_t(i));
-                else
-                    p[i] = dtype_cast<T>(philox_normal_float(seed, off + std::uint64_t(i)));
-            }
+        return philox_fill(shape, gen, [](std::uint64_t seed, std::uint64_t j) {
+            if constexpr (std::is_same_v<T, double>) return philox_normal_double(seed, j);
+            else return philox_normal_float(seed, j);
         });
-        return t;
     }
 
     // ---- properties --------------------------------------------------------
@@ -457,6 +441,17 @@ public:
     }
 
 private:
+    // Element i = draw(seed, offset + i) over a fresh range reserved from gen.
+    template <class Draw>
+    static Tensor philox_fill(const Shape& shape, Generator& gen, Draw draw) {
+        Tensor t = empty(shape);
+        const std::uint64_t seed = gen.seed(), off = gen.reserve(static_cast<std::uint64_t>(t.numel()));
+        T* p = t.data();
+        parallel_for(0, t.numel(), kElementwiseGrain, [&](std::int64_t b, std::int64_t e) {
+            for (std::int64_t i = b; i < e; ++i) p[i] = dtype_cast<T>(draw(seed, off + std::uint64_t(i)));
+        });
+        return t;
+    }
     static void check_shape(const Shape& s, const char* op) {
         for (auto e : s) POLYMATH_CHECK(e >= 0, op, "negative extent in shape ", s);
     }
