@@ -18,23 +18,17 @@
 #include "polymath/autograd/binary_math.hpp"
 #include "polymath/autograd/compare.hpp"
 #include "polymath/autograd/unary.hpp"
+#include "ops_test_util.hpp"
 
 using namespace polymath;
+using namespace polymath::test;
 using doctest::Contains;
 
 namespace {
 
-using VarFn = std::function<Var<double>(const std::vector<Var<double>>&)>;
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kPi = 3.14159265358979323846;
 
-// Uniform in [lo, hi).
-template <class T>
-Tensor<T> uniform(const Shape& s, double lo, double hi, std::uint64_t seed) {
-    Generator g(seed);
-    return ops::affine(Tensor<T>::rand(s, g), T(hi - lo), T(lo));
-}
 // |x| >= margin: uniform magnitudes in [margin, hi) with random signs.
 Tensor<double> away_from_zero(const Shape& s, double margin, double hi, std::uint64_t seed) {
     Tensor<double> m = uniform<double>(s, margin, hi, seed);
@@ -45,41 +39,6 @@ Tensor<double> away_from_zero(const Shape& s, double margin, double hi, std::uin
         if (q[i] < 0) p[i] = -p[i];
     return m;
 }
-
-// Values in row-major order, as double.
-template <class T>
-std::vector<double> values(const Tensor<T>& t) {
-    std::vector<double> out;
-    for (auto v : t.to_vector()) out.push_back(double(v));
-    return out;
-}
-
-// "" when every element satisfies |got - want| <= atol + rtol |want| (NaN
-// matches NaN, inf matches inf of the same sign); else the first mismatch.
-template <class T>
-std::string mismatch(const Tensor<T>& got, const std::vector<double>& want, double rtol, double atol) {
-    const std::vector<double> g = values(got);
-    if (g.size() != want.size()) return "size " + std::to_string(g.size()) + " vs " + std::to_string(want.size());
-    for (std::size_t i = 0; i < g.size(); ++i) {
-        const double a = g[i], e = want[i];
-        bool ok;
-        if (std::isnan(e)) ok = std::isnan(a);
-        else if (std::isinf(e)) ok = a == e;
-        else ok = std::fabs(a - e) <= atol + rtol * std::fabs(e);
-        if (!ok) {
-            std::ostringstream os;
-            os.precision(17);
-            os << "element " << i << ": got " << a << ", want " << e;
-            return os.str();
-        }
-    }
-    return "";
-}
-#define CHECK_CLOSE(got, want, rtol, atol)                        \
-    do {                                                          \
-        const std::string m_ = mismatch((got), (want), rtol, atol); \
-        CHECK_MESSAGE(m_.empty(), m_);                            \
-    } while (0)
 
 template <class T>
 struct Tol;
@@ -98,20 +57,6 @@ std::vector<double> map_values(const std::vector<double>& x, const std::function
     return out;
 }
 
-// All multi-indices of a shape, row-major.
-std::vector<std::vector<std::int64_t>> all_indices(const Shape& s) {
-    std::vector<std::vector<std::int64_t>> out;
-    const std::int64_t n = numel_of(s);
-    std::vector<std::int64_t> idx(std::size_t(s.size()), 0);
-    for (std::int64_t k = 0; k < n; ++k) {
-        out.push_back(idx);
-        for (int d = s.size() - 1; d >= 0; --d) {
-            if (++idx[std::size_t(d)] < s[d]) break;
-            idx[std::size_t(d)] = 0;
-        }
-    }
-    return out;
-}
 // The index into an operand of shape `s` that broadcasts to output index `m`.
 std::vector<std::int64_t> source_index(const std::vector<std::int64_t>& m, const Shape& s) {
     std::vector<std::int64_t> r;
@@ -178,25 +123,6 @@ std::vector<UnaryCase<T>> unary_cases() {
         {"pow_scalar(-2)", 0.1, 10, [](TT x) { return ops::pow_scalar(x, T(-2)); }, [](double v) { return 1 / (v * v); }},
     };
 }
-
-void check_grads(const VarFn& f, const std::vector<Var<double>>& inputs, const GradCheckOptions& opt = {}) {
-    const GradCheckResult r = grad_check(f, inputs, opt);
-    CHECK_MESSAGE(r.ok, r.report);
-    CHECK(r.checked > 0);
-}
-Var<double> leaf(const Tensor<double>& t) { return Var<double>(t, true); }
-
-// The message of the polymath::Error thrown by f ("" if none).
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace
 

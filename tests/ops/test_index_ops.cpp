@@ -20,14 +20,15 @@
 #include "polymath/autograd/join.hpp"
 #include "polymath/autograd/topk.hpp"
 #include "polymath/autograd/view_ops.hpp"
+#include "ops_test_util.hpp"
 
 using namespace polymath;
+using namespace polymath::test;
 using doctest::Contains;
 
 namespace {
 
 using I64 = Tensor<std::int64_t>;
-using VarFn = std::function<Var<double>(const std::vector<Var<double>>&)>;
 
 // 0, 1, 2, ... in the given shape.
 Tensor<double> seq(const Shape& s, double start = 0) {
@@ -35,42 +36,6 @@ Tensor<double> seq(const Shape& s, double start = 0) {
 }
 I64 ids(const std::vector<std::int64_t>& v, const Shape& s) { return I64::from_vector(v, s); }
 I64 ids(const std::vector<std::int64_t>& v) { return I64::from_vector(v); }
-
-Var<double> leaf(const Tensor<double>& t) { return Var<double>(t, true); }
-
-// The message of the polymath::Error thrown by f ("" if none).
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-void check_grads(const VarFn& f, const std::vector<Var<double>>& inputs) {
-    const GradCheckResult r = grad_check(f, inputs);
-    CHECK_MESSAGE(r.ok, r.report);
-    CHECK(r.checked > 0);
-}
-
-// All multi-indices of a shape, row-major.
-std::vector<std::vector<std::int64_t>> all_indices(const Shape& s) {
-    std::vector<std::vector<std::int64_t>> out;
-    const std::int64_t n = numel_of(s);
-    std::vector<std::int64_t> idx(std::size_t(s.size()), 0);
-    for (std::int64_t k = 0; k < n; ++k) {
-        out.push_back(idx);
-        for (int d = s.size() - 1; d >= 0; --d) {
-            if (++idx[std::size_t(d)] < s[d]) break;
-            idx[std::size_t(d)] = 0;
-        }
-    }
-    return out;
-}
-
 }  // namespace
 
 // ============================================================================

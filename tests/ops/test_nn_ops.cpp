@@ -21,14 +21,15 @@
 #include "polymath/autograd/loss.hpp"
 #include "polymath/autograd/matmul.hpp"
 #include "polymath/autograd/softmax.hpp"
+#include "ops_test_util.hpp"
 
 using namespace polymath;
+using namespace polymath::test;
 using doctest::Contains;
 
 namespace {
 
 using I64 = Tensor<std::int64_t>;
-using VarFn = std::function<Var<double>(const std::vector<Var<double>>&)>;
 
 template <class T>
 Tensor<T> randn_t(const Shape& s, std::uint64_t seed) {
@@ -36,46 +37,12 @@ Tensor<T> randn_t(const Shape& s, std::uint64_t seed) {
     return Tensor<T>::randn(s, g);
 }
 
-Var<double> leaf(const Tensor<double>& t) { return Var<double>(t, true); }
-
 // Restores the thread count on scope exit.
 struct ThreadCount {
     int prev;
     explicit ThreadCount(int n) : prev(num_threads()) { set_num_threads(n); }
     ~ThreadCount() { set_num_threads(prev); }
 };
-
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-void check_grads(const VarFn& f, const std::vector<Var<double>>& inputs) {
-    const GradCheckResult r = grad_check(f, inputs);
-    CHECK_MESSAGE(r.ok, r.report);
-    CHECK(r.checked > 0);
-}
-
-// All multi-indices of a shape, row-major.
-std::vector<std::vector<std::int64_t>> all_indices(const Shape& s) {
-    std::vector<std::vector<std::int64_t>> out;
-    const std::int64_t n = numel_of(s);
-    std::vector<std::int64_t> idx(static_cast<std::size_t>(s.size()), 0);
-    for (std::int64_t k = 0; k < n; ++k) {
-        out.push_back(idx);
-        for (int d = s.size() - 1; d >= 0; --d) {
-            if (++idx[std::size_t(d)] < s[d]) break;
-            idx[std::size_t(d)] = 0;
-        }
-    }
-    return out;
-}
 
 template <class T>
 void check_close(const Tensor<T>& got, const Tensor<T>& want, double tol) {

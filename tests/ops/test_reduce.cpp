@@ -18,41 +18,15 @@
 #include <vector>
 
 #include "polymath/polymath.hpp"
+#include "ops_test_util.hpp"
 
 using namespace polymath;
+using namespace polymath::test;
 using doctest::Contains;
 
 namespace {
 
-using VarFn = std::function<Var<double>(const std::vector<Var<double>>&)>;
 using Axes = std::vector<std::int64_t>;
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-template <class T>
-Tensor<T> uniform(const Shape& s, double lo, double hi, std::uint64_t seed) {
-    Generator g(seed);
-    return ops::affine(Tensor<T>::rand(s, g), T(hi - lo), T(lo));
-}
-template <class T>
-std::vector<double> values(const Tensor<T>& t) {
-    std::vector<double> out;
-    for (auto v : t.to_vector()) out.push_back(double(v));
-    return out;
-}
-
-std::vector<std::vector<std::int64_t>> all_indices(const Shape& s) {
-    std::vector<std::vector<std::int64_t>> out;
-    const std::int64_t n = numel_of(s);
-    std::vector<std::int64_t> idx(std::size_t(s.size()), 0);
-    for (std::int64_t k = 0; k < n; ++k) {
-        out.push_back(idx);
-        for (int d = s.size() - 1; d >= 0; --d) {
-            if (++idx[std::size_t(d)] < s[d]) break;
-            idx[std::size_t(d)] = 0;
-        }
-    }
-    return out;
-}
 
 // Naive reduction in double, written independently of ops/reduce.hpp: every
 // element of x (read with at(), any layout) goes to the output slot that
@@ -133,28 +107,6 @@ double bin_argmax(const std::vector<double>& b) {
     return double(best);
 }
 
-// "" if |got - want| <= tol[i] everywhere (NaN matches NaN), else the first mismatch.
-template <class T>
-std::string mismatch(const Tensor<T>& got, const std::vector<double>& want, const std::vector<double>& tol) {
-    const std::vector<double> g = values(got);
-    if (g.size() != want.size()) return "size " + std::to_string(g.size()) + " vs " + std::to_string(want.size());
-    for (std::size_t i = 0; i < g.size(); ++i) {
-        const bool ok = std::isnan(want[i]) ? std::isnan(g[i]) : (g[i] == want[i] || std::fabs(g[i] - want[i]) <= tol[i]);
-        if (!ok) {
-            std::ostringstream os;
-            os.precision(17);
-            os << "element " << i << ": got " << g[i] << ", want " << want[i] << " (tol " << tol[i] << ")";
-            return os.str();
-        }
-    }
-    return "";
-}
-#define CHECK_CLOSE(got, want, tol)                     \
-    do {                                                \
-        const std::string m_ = mismatch((got), (want), (tol)); \
-        CHECK_MESSAGE(m_.empty(), m_);                  \
-    } while (0)
-
 // Tolerance of a sum in T: rel * (sum of |x|) per output (the rounding error
 // of any summation order is bounded by a multiple of that).
 template <class T>
@@ -198,24 +150,6 @@ void check_reductions(const Tensor<T>& x, const Axes& axes, const Axes& naive_ax
             }
     }
 }
-
-void check_grads(const VarFn& f, const std::vector<Var<double>>& inputs) {
-    const GradCheckResult r = grad_check(f, inputs);
-    CHECK_MESSAGE(r.ok, r.report);
-    CHECK(r.checked > 0);
-}
-Var<double> leaf(const Tensor<double>& t) { return Var<double>(t, true); }
-
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 std::string axes_str(const Axes& a) {
     std::string s = "{";

@@ -172,21 +172,39 @@ void reduce_ori(const ORI<T>& in, T* out) {
     const std::int64_t ichunk = std::min<std::int64_t>(
         I, std::max<std::int64_t>(1024, (I + 2 * num_threads() - 1) / (2 * num_threads())));
     const std::int64_t nic = (I + ichunk - 1) / ichunk;
+    // acc[0..n) = reduce over rows [r0, r1) (r1 > r0) of x[o, :, i0..i0+n).
+    auto reduce_rows = [&](std::int64_t o, std::int64_t i0, std::int64_t n, std::int64_t r0, std::int64_t r1, T* dst) {
+        VecMap<T> acc(dst, n);
+        auto row = [&](std::int64_t r) { return CVecMap<T>(x + (o * R + r) * I + i0, n); };
+        acc = row(r0);
+        std::int64_t r = r0 + 1;
+        if constexpr (std::is_same_v<Red, SumReducer>)  // 4 rows per pass over acc
+            for (; r + 4 <= r1; r += 4) acc += (row(r) + row(r + 1)) + (row(r + 2) + row(r + 3));
+        for (; r < r1; ++r) Red::combine(acc, row(r));
+    };
+    if (R == 0) {
+        VecMap<T>(out, O * I).setConstant(Red::template identity<T>());
+        return;
+    }
+    const int nt = num_threads();
+    if (O * nic == 1 && nt > 1 && R >= 64 && R * I > 4 * kReductionGrain) {
+        // One narrow output row: split the reduced axis over threads, then
+        // combine the partial rows in a fixed order.
+        const std::int64_t chunks = std::min<std::int64_t>(nt, R / 32), len = (R + chunks - 1) / chunks;
+        std::vector<T> part(static_cast<std::size_t>((chunks - 1) * I));
+        parallel_for(0, chunks, 1, [&](std::int64_t b, std::int64_t e) {
+            for (std::int64_t c = b; c < e; ++c)
+                reduce_rows(0, 0, I, c * len, std::min(R, (c + 1) * len), c == 0 ? out : part.data() + (c - 1) * I);
+        });
+        VecMap<T> acc(out, I);
+        for (std::int64_t c = 1; c < chunks; ++c) Red::combine(acc, CVecMap<T>(part.data() + (c - 1) * I, I));
+        return;
+    }
     parallel_for(0, O * nic, std::max<std::int64_t>(1, kReductionGrain / std::max<std::int64_t>(R * ichunk, 1)),
                  [&](std::int64_t b, std::int64_t e) {
                      for (std::int64_t k = b; k < e; ++k) {
-                         const std::int64_t o = k / nic, i0 = (k % nic) * ichunk, n = std::min(ichunk, I - i0);
-                         VecMap<T> acc(out + o * I + i0, n);
-                         if (R == 0) {
-                             acc.setConstant(Red::template identity<T>());
-                             continue;
-                         }
-                         auto row = [&](std::int64_t r) { return CVecMap<T>(x + (o * R + r) * I + i0, n); };
-                         acc = row(0);
-                         std::int64_t r = 1;
-                         if constexpr (std::is_same_v<Red, SumReducer>)  // 4 rows per pass over acc
-                             for (; r + 4 <= R; r += 4) acc += (row(r) + row(r + 1)) + (row(r + 2) + row(r + 3));
-                         for (; r < R; ++r) Red::combine(acc, row(r));
+                         const std::int64_t o = k / nic, i0 = (k % nic) * ichunk;
+                         reduce_rows(o, i0, std::min(ichunk, I - i0), 0, R, out + o * I + i0);
                      }
                  });
 }
