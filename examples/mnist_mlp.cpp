@@ -3,8 +3,10 @@
 // data from data/mnist (IDX files), autograd, matmul, relu, cross-entropy and
 // a plain SGD step, nothing else.
 //
-//   mnist_mlp [DATA_DIR=data/mnist] [--epochs 5] [--hidden 256] [--batch 64]
-//             [--lr 0.1] [--train N] [--threads N] [--seed S]
+//   mnist_mlp [DATA_DIR=data/mnist] [--epochs 10] [--hidden 256] [--batch 64]
+//             [--lr 0.1] [--lr-decay 0.9] [--train N] [--threads N] [--seed S]
+//
+// The learning rate is multiplied by --lr-decay after every epoch.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -24,8 +26,8 @@ namespace {
 
 struct Args {
     std::string dir = "data/mnist";
-    int epochs = 5, hidden = 256, batch = 64, threads = 0;
-    float lr = 0.1f;
+    int epochs = 10, hidden = 256, batch = 64, threads = 0;
+    float lr = 0.1f, lr_decay = 0.9f;
     std::int64_t train = -1;
     std::uint64_t seed = 0;
 };
@@ -42,6 +44,7 @@ Args parse(int argc, char** argv) {
         else if (s == "--hidden") a.hidden = std::stoi(val());
         else if (s == "--batch") a.batch = std::stoi(val());
         else if (s == "--lr") a.lr = std::stof(val());
+        else if (s == "--lr-decay") a.lr_decay = std::stof(val());
         else if (s == "--train") a.train = std::stoll(val());
         else if (s == "--threads") a.threads = std::stoi(val());
         else if (s == "--seed") a.seed = std::stoull(val());
@@ -119,8 +122,9 @@ int main(int argc, char** argv) {
         std::vector<std::int64_t> order(static_cast<std::size_t>(train.x.shape()[0]));
         std::iota(order.begin(), order.end(), 0);
 
-        std::printf("%5s %10s %10s %10s %8s\n", "epoch", "train_loss", "train_acc", "test_acc", "seconds");
-        for (int epoch = 1; epoch <= a.epochs; ++epoch) {
+        std::printf("%5s %8s %10s %10s %10s %8s\n", "epoch", "lr", "train_loss", "train_acc", "test_acc", "seconds");
+        float lr = a.lr;
+        for (int epoch = 1; epoch <= a.epochs; ++epoch, lr *= a.lr_decay) {
             const auto t0 = std::chrono::steady_clock::now();
             std::shuffle(order.begin(), order.end(), shuffle_rng);
             double loss_sum = 0;
@@ -137,14 +141,14 @@ int main(int argc, char** argv) {
                                 std::to_string(epoch) + "; lower --lr");
                 for (Var<float>* p : model.parameters()) p->zero_grad();
                 loss.backward();
-                for (Var<float>* p : model.parameters()) ops::add_(p->value(), p->grad(), -a.lr);  // SGD
+                for (Var<float>* p : model.parameters()) ops::add_(p->value(), p->grad(), -lr);  // SGD
                 const auto pred = ops::argmax(logits.value(), 1);
                 for (std::int64_t i = 0; i < by.numel(); ++i) correct += pred.data()[i] == by.data()[i];
                 loss_sum += double(loss.item()) * double(e - b);
                 seen += std::int64_t(e - b);
             }
             const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            std::printf("%5d %10.4f %9.2f%% %9.2f%% %8.2f\n", epoch, loss_sum / double(seen),
+            std::printf("%5d %8.4f %10.4f %9.2f%% %9.2f%% %8.2f\n", epoch, double(lr), loss_sum / double(seen),
                         100.0 * double(correct) / double(seen), 100.0 * accuracy(model, test), secs);
             std::fflush(stdout);
         }

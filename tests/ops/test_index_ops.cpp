@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -36,6 +35,7 @@ Tensor<double> seq(const Shape& s, double start = 0) {
 }
 I64 ids(const std::vector<std::int64_t>& v, const Shape& s) { return I64::from_vector(v, s); }
 I64 ids(const std::vector<std::int64_t>& v) { return I64::from_vector(v); }
+
 }  // namespace
 
 // ============================================================================

@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstring>
 #include <cstdint>
-#include <functional>
 #include <limits>
 #include <string>
 #include <vector>

@@ -13,7 +13,6 @@
 #include <functional>
 #include <limits>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
