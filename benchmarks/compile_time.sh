@@ -12,4 +12,5 @@ for i in 1 2 3; do
   e=$(date +%s.%N)
   times+=("$(echo "$e - $s" | bc)")
 done
-printf '%s\n' "${times[@]}" | sort -n | sed -n 2p | xargs printf 'compile_probe.cpp (polymath.hpp + 20 ops, %s -O2): median %.1f s\n' "$cxx"
+med=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 2p)
+printf 'compile_probe.cpp (polymath.hpp + 20 ops, %s -O2): median %.1f s (runs: %s)\n' "$cxx" "$med" "${times[*]}"

@@ -121,6 +121,17 @@ void bench_elementwise(const Options& o, int th) {
     compare(o, "gelu_tanh[libtorch]", "16M", th,
             [&] { g_sink = g_sink + ops::gelu(a, GeluApprox::Tanh).data()[0]; },
             [&] { g_sink = g_sink + torch::gelu(ta, "tanh").data_ptr<float>()[0]; });
+    // The same kernels with LibTorch writing into a preallocated output
+    // (out= variants): LibTorch's allocator returns 64 MB blocks to the
+    // kernel and page-faults them back on every call, which dominates the
+    // plain calls above; these rows compare the kernels alone.
+    auto tout = torch::empty_like(ta);
+    compare(o, "add[libtorch_out]", "16M", th, [&] { g_sink = g_sink + ops::add(a, b).data()[0]; },
+            [&] { g_sink = g_sink + torch::add_out(tout, ta, tb).data_ptr<float>()[0]; });
+    compare(o, "mul[libtorch_out]", "16M", th, [&] { g_sink = g_sink + ops::mul(a, b).data()[0]; },
+            [&] { g_sink = g_sink + torch::mul_out(tout, ta, tb).data_ptr<float>()[0]; });
+    compare(o, "gelu_erf[libtorch_out]", "16M", th, [&] { g_sink = g_sink + ops::gelu(a).data()[0]; },
+            [&] { g_sink = g_sink + torch::gelu_out(tout, ta).data_ptr<float>()[0]; });
 #else
     (void)o;
     (void)th;
