@@ -157,22 +157,24 @@ private:
 // ---------------------------------------------------------------------------
 namespace autograd {
 
-// Builds an op result. Records a node only when grad mode is on and some
-// input requires grad; `backward` is then called once per backward pass.
-template <class T, class D, class F>
-Var<T, D> make_result(const char* name, Tensor<T, D> value, std::initializer_list<const Var<T, D>*> inputs,
-                      F&& backward) {
+namespace detail {
+// The one recording path behind both make_result overloads: `input(i)` gives
+// the i-th input Var (pointer), i < n.
+template <class T, class D, class Input, class F>
+Var<T, D> record(const char* name, Tensor<T, D> value, std::size_t n, Input&& input, F&& backward) {
     auto impl = std::make_shared<VarImpl<T, D>>();
     impl->value = std::move(value);
     if (GradMode::is_enabled()) {
         bool any = false;
-        for (const Var<T, D>* v : inputs) any = any || (v->defined() && v->requires_grad());
+        for (std::size_t i = 0; i < n; ++i) any = any || (input(i)->defined() && input(i)->requires_grad());
         if (any) {
             auto node = std::make_shared<Node<T, D>>();
             node->name = name;
-            node->inputs.reserve(inputs.size());
-            for (const Var<T, D>* v : inputs)
+            node->inputs.reserve(n);
+            for (std::size_t i = 0; i < n; ++i) {
+                const Var<T, D>* v = input(i);
                 node->inputs.push_back(v->defined() && v->requires_grad() ? v->impl() : nullptr);
+            }
             node->backward = std::forward<F>(backward);
             impl->node = std::move(node);
             impl->requires_grad = true;
@@ -180,26 +182,23 @@ Var<T, D> make_result(const char* name, Tensor<T, D> value, std::initializer_lis
     }
     return Var<T, D>(std::move(impl));
 }
+}  // namespace detail
+
+// Builds an op result. Records a node only when grad mode is on and some
+// input requires grad; `backward` is then called once per backward pass.
+template <class T, class D, class F>
+Var<T, D> make_result(const char* name, Tensor<T, D> value, std::initializer_list<const Var<T, D>*> inputs,
+                      F&& backward) {
+    const Var<T, D>* const* in = inputs.begin();
+    return detail::record(name, std::move(value), inputs.size(), [in](std::size_t i) { return in[i]; },
+                          std::forward<F>(backward));
+}
 
 // Same, for ops with a run-time number of inputs (concat, stack).
 template <class T, class D, class F>
 Var<T, D> make_result(const char* name, Tensor<T, D> value, const std::vector<Var<T, D>>& inputs, F&& backward) {
-    auto impl = std::make_shared<VarImpl<T, D>>();
-    impl->value = std::move(value);
-    if (GradMode::is_enabled()) {
-        bool any = false;
-        for (const auto& v : inputs) any = any || (v.defined() && v.requires_grad());
-        if (any) {
-            auto node = std::make_shared<Node<T, D>>();
-            node->name = name;
-            node->inputs.reserve(inputs.size());
-            for (const auto& v : inputs) node->inputs.push_back(v.defined() && v.requires_grad() ? v.impl() : nullptr);
-            node->backward = std::forward<F>(backward);
-            impl->node = std::move(node);
-            impl->requires_grad = true;
-        }
-    }
-    return Var<T, D>(std::move(impl));
+    return detail::record(name, std::move(value), inputs.size(), [&inputs](std::size_t i) { return &inputs[i]; },
+                          std::forward<F>(backward));
 }
 
 }  // namespace autograd

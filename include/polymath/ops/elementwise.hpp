@@ -33,12 +33,6 @@ POLYMATH_ALWAYS_INLINE CStridedMap<T> strided_row(const char* p, std::int64_t st
                           Eigen::InnerStride<>(st / static_cast<std::int64_t>(sizeof(T))));
 }
 
-template <class T>
-void check_math_dtype(const char* op) {
-    (void)op;
-    static_assert(MathDType<T>, "this polymath op computes in float or double; convert with .to<float>() first");
-}
-
 }  // namespace detail
 
 // out = f(a), same shape as a.
