@@ -160,8 +160,7 @@ TEST_CASE("checkpoint: a flipped data or metadata byte is a checksum mismatch na
     Bytes data_flip = good;
     data_flip.back() ^= std::byte{0x01};  // last byte of the last tensor
     io_test::write_bytes(path, data_flip);
-    CHECK_THROWS_WITH_AS(io::load_checkpoint(path, target),
-                         has("'" + path + "' is corrupt: checksum mismatch"), Error);
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(path, target), has("'" + path + "' is corrupt: checksum mismatch"), Error);
     CHECK(flat_params(target) == before);  // untouched
 
     // "scalar.step":"7" -> "8": still valid safetensors, but not what was saved.
@@ -186,8 +185,7 @@ TEST_CASE("checkpoint: not a checkpoint, wrong version") {
     io::save_safetensors(path, f);
     nn::Linear<float> m = make_linear(1);
     CHECK_THROWS_WITH_AS(io::load_checkpoint(path, m),
-                         has("'" + path + "' is not a polymath checkpoint (metadata \"format\" is missing"),
-                         Error);
+                         has("'" + path + "' is not a polymath checkpoint (metadata \"format\" is missing"), Error);
     f.metadata = {{"format", "polymath.checkpoint"}, {"format_version", "2"}};
     io::save_safetensors(path, f);
     CHECK_THROWS_WITH_AS(io::load_checkpoint(path, m), doctest::Contains("unsupported checkpoint format_version '2'"),
@@ -255,8 +253,7 @@ TEST_CASE("checkpoint with a duck-typed optimizer: state stored under optim., re
     MomentumSGD e_opt(e.named_parameters());
     e_opt.reject_loads = true;
     CHECK_THROWS_WITH_AS(io::load_checkpoint(path, e, e_opt),
-                         has("'" + path + "': the optimizer rejected its state (model left unchanged)"),
-                         Error);
+                         has("'" + path + "': the optimizer rejected its state (model left unchanged)"), Error);
     CHECK(flat_params(e) == before);
 
     // Asking for optimizer state from a checkpoint saved without one.

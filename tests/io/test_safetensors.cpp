@@ -33,11 +33,10 @@ namespace {
 // "w" F32 [2, 2] = 1, 2, 3, 4. Header: 154 bytes of JSON + 6 spaces = 160.
 // The reference writer orders I64 before F32 (descending dtype rank), so
 // "ids" owns buffer bytes 0..24 and "w" 24..40; the file is 8 + 160 + 40 bytes.
-const char* const kFixtureHeader =
-    R"({"__metadata__":{"framework":"polymath"},)"
-    R"("ids":{"dtype":"I64","shape":[3],"data_offsets":[0,24]},)"
-    R"("w":{"dtype":"F32","shape":[2,2],"data_offsets":[24,40]}})"
-    "      ";
+const char* const kFixtureHeader = R"({"__metadata__":{"framework":"polymath"},)"
+                                   R"("ids":{"dtype":"I64","shape":[3],"data_offsets":[0,24]},)"
+                                   R"("w":{"dtype":"F32","shape":[2,2],"data_offsets":[24,40]}})"
+                                   "      ";
 
 Bytes fixture_bytes() {
     Bytes b;
@@ -221,12 +220,13 @@ TEST_CASE("every supported dtype, scalars and empty tensors round-trip") {
     // The writer's order: descending dtype rank, then name.
     std::vector<std::string> order;
     for (const auto& e : g.tensors) order.push_back(e.name);
-    CHECK(order == std::vector<std::string>{"i64", "f64", "empty", "f32", "scalar", "transposed", "i32", "bf16",
-                                            "f16", "u8", "bool"});
+    CHECK(order == std::vector<std::string>{"i64", "f64", "empty", "f32", "scalar", "transposed", "i32", "bf16", "f16",
+                                            "u8", "bool"});
 }
 
 TEST_CASE("BOOL bytes other than 0/1 read as true") {
-    const Bytes b = make_file(R"({"m":{"dtype":"BOOL","shape":[3],"data_offsets":[0,3]}})", Bytes{std::byte{0}, std::byte{2}, std::byte{255}});
+    const Bytes b = make_file(R"({"m":{"dtype":"BOOL","shape":[3],"data_offsets":[0,3]}})",
+                              Bytes{std::byte{0}, std::byte{2}, std::byte{255}});
     CHECK(io::get<bool>(parse(b), "m").to_vector() == std::vector<bool>{false, true, true});
 }
 
@@ -236,8 +236,8 @@ TEST_CASE("get names the tensor, the file and both dtypes") {
                          doctest::Contains("no tensor named 'nope' in 'fixture.safetensors'"), Error);
     CHECK_THROWS_WITH_AS(io::get<float>(f, "nope"), doctest::Contains("'ids', 'w'"), Error);
     CHECK_THROWS_WITH_AS(io::get<double>(f, "w"), doctest::Contains("tensor 'w' in 'fixture.safetensors'"), Error);
-    CHECK_THROWS_WITH_AS(io::get<double>(f, "w"), doctest::Contains("has dtype F32 (float32), not the requested F64 (float64)"),
-                         Error);
+    CHECK_THROWS_WITH_AS(io::get<double>(f, "w"),
+                         doctest::Contains("has dtype F32 (float32), not the requested F64 (float64)"), Error);
 }
 
 TEST_CASE("put refuses duplicate, reserved and undefined tensors; the writer refuses inconsistent entries") {
@@ -265,12 +265,12 @@ namespace {
 Bytes w_buffer() { return floats_le({1, 2, 3, 4}); }
 }  // namespace
 
-#define CHECK_CORRUPT(bytes, ...)                                                                            \
-    do {                                                                                                     \
-        const Bytes corrupt_ = (bytes);                                                                      \
+#define CHECK_CORRUPT(bytes, ...)                                                                                \
+    do {                                                                                                         \
+        const Bytes corrupt_ = (bytes);                                                                          \
         CHECK_THROWS_WITH_AS(parse(corrupt_), doctest::Contains("safetensors: 'corrupt.safetensors': "), Error); \
-        for (const char* piece_ : {__VA_ARGS__})                                                             \
-            CHECK_THROWS_WITH_AS(parse(corrupt_), doctest::Contains(piece_), Error);                         \
+        for (const char* piece_ : {__VA_ARGS__})                                                                 \
+            CHECK_THROWS_WITH_AS(parse(corrupt_), doctest::Contains(piece_), Error);                             \
     } while (0)
 
 TEST_CASE("corrupt: the length field and the header bounds") {
@@ -315,6 +315,8 @@ TEST_CASE("corrupt: invalid JSON names the byte") {
 
 TEST_CASE("corrupt: entries that are not tensor objects") {
     CHECK_CORRUPT(make_file(R"({"w":5})"), "tensor 'w' must be a JSON object, not a number");
+    // A huge key is cut short in the message.
+    CHECK_CORRUPT(make_file("{\"" + std::string(300, 'n') + "\":5}"), "nnnn...(300 bytes)' must be a JSON object");
     CHECK_CORRUPT(make_file(R"({"__metadata__":[1]})"), "'__metadata__' must be an object of strings");
     CHECK_CORRUPT(make_file(R"({"__metadata__":{"k":1}})"), "'__metadata__' value of key 'k' is a JSON number");
     CHECK_CORRUPT(make_file(R"({"w":{"shape":[2,2],"data_offsets":[0,16]}})", w_buffer()),
@@ -347,17 +349,20 @@ TEST_CASE("corrupt: shapes") {
                   "shape dimension 1 is \"2\"");
     CHECK_CORRUPT(make_file(R"({"w":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,16]}})", w_buffer()),
                   "shape dimension 0 is 9223372036854775808, not an integer in [0, 2^63)");
-    CHECK_CORRUPT(make_file(R"({"w":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,16]}})", w_buffer()),
-                  "tensor 'w': shape dimension 0");
+    CHECK_CORRUPT(
+        make_file(R"({"w":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,16]}})", w_buffer()),
+        "tensor 'w': shape dimension 0");
     // numel * itemsize overflows 64 bits: 2^32 * 2^32 elements.
-    CHECK_CORRUPT(make_file(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}})", w_buffer()),
-                  "tensor 'w': shape [4294967296, 4294967296] x 4-byte elements overflows 64 bits");
+    CHECK_CORRUPT(
+        make_file(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}})", w_buffer()),
+        "tensor 'w': shape [4294967296, 4294967296] x 4-byte elements overflows 64 bits");
     // 2^62 elements fit in u64, times 4 bytes do not.
     CHECK_CORRUPT(make_file(R"({"w":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,16]}})", w_buffer()),
                   "overflows 64 bits");
     // A zero makes numel 0, but the strides of the other dimensions would still overflow.
-    CHECK_CORRUPT(make_file(R"({"w":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}})", w_buffer()),
-                  "overflows 64 bits");
+    CHECK_CORRUPT(
+        make_file(R"({"w":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}})", w_buffer()),
+        "overflows 64 bits");
     CHECK_CORRUPT(make_file(R"({"w":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,4],"data_offsets":[0,16]}})", w_buffer()),
                   "tensor 'w': shape has 9 dimensions, more than the 8 polymath supports");
 }
@@ -373,8 +378,10 @@ TEST_CASE("corrupt: offsets") {
     CHECK_CORRUPT(file("[0,17]", w_buffer()),
                   "tensor 'w': data_offsets [0, 17] run past the byte buffer (16 bytes, file bytes 72..88)");
     CHECK_CORRUPT(file("[16,0]", w_buffer()), "tensor 'w': data_offsets [16, 0] end before they begin");
-    CHECK_CORRUPT(file("[0,18446744073709551615]", w_buffer()), "tensor 'w': data_offsets [0, 18446744073709551615] run past");
-    CHECK_CORRUPT(file("[-1,16]", w_buffer()), "tensor 'w': \"data_offsets\" is [-1,16], not two non-negative integers");
+    CHECK_CORRUPT(file("[0,18446744073709551615]", w_buffer()),
+                  "tensor 'w': data_offsets [0, 18446744073709551615] run past");
+    CHECK_CORRUPT(file("[-1,16]", w_buffer()),
+                  "tensor 'w': \"data_offsets\" is [-1,16], not two non-negative integers");
     CHECK_CORRUPT(file("[0,16,32]", w_buffer()), "not two non-negative integers");
     CHECK_CORRUPT(file("[0.0,16]", w_buffer()), "not two non-negative integers");
     CHECK_CORRUPT(file("\"0-16\"", w_buffer()), "not two non-negative integers");

@@ -140,8 +140,7 @@ inline bool starts_with(std::string_view s, std::string_view prefix) noexcept {
 struct NoOptimizer {};
 
 template <class Model, class Opt>
-void save_checkpoint_impl(const std::string& path, const Model& model, const CheckpointExtras& extras,
-                          const Opt* opt) {
+void save_checkpoint_impl(const std::string& path, const Model& model, const CheckpointExtras& extras, const Opt* opt) {
     POLYMATH_CHECK(nlohmann::json::accept(extras.config), "save_checkpoint", "'", path,
                    "': the model config is not valid JSON: ", extras.config.substr(0, 200));
     SafetensorsFile f;
@@ -180,8 +179,9 @@ inline SafetensorsFile load_verified_checkpoint(const std::string& path) {
                    format ? "'" + *format + "'" : std::string("missing"), ", expected '", kCheckpointFormat, "')");
     const std::string* version = meta("format_version");
     POLYMATH_CHECK(version && *version == kCheckpointFormatVersion, "load_checkpoint", "'", path,
-                   "': unsupported checkpoint format_version ", version ? "'" + *version + "'" : std::string("(missing)"),
-                   " (this build reads version ", kCheckpointFormatVersion, ")");
+                   "': unsupported checkpoint format_version ",
+                   version ? "'" + *version + "'" : std::string("(missing)"), " (this build reads version ",
+                   kCheckpointFormatVersion, ")");
     const std::string* stored = meta("checksum");
     POLYMATH_CHECK(stored != nullptr, "load_checkpoint", "'", path, "' has no checksum in its metadata");
     const std::string computed = checkpoint_checksum(f);
@@ -239,8 +239,8 @@ CheckpointExtras load_checkpoint_impl(const std::string& path, Model& model, Opt
             opt->load_state(st);
         } catch (const std::exception& ex) {
             model.load_state_dict(backup);
-            POLYMATH_THROW("load_checkpoint", "'", path, "': the optimizer rejected its state (model left unchanged): ",
-                           ex.what());
+            POLYMATH_THROW("load_checkpoint", "'", path,
+                           "': the optimizer rejected its state (model left unchanged): ", ex.what());
         }
     }
     return extras_of(f);

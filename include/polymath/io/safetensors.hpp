@@ -174,16 +174,16 @@ inline int dtype_rank(DType d) noexcept {
 enum class DTypeLookup { Supported, Unsupported, Unknown };
 
 inline DTypeLookup dtype_from_name(std::string_view s, DType& out) noexcept {
-    static constexpr DType all[] = {DType::Float32, DType::Float64,  DType::Int32,   DType::Int64,
-                                    DType::UInt8,   DType::Bool,     DType::BFloat16, DType::Float16};
+    static constexpr DType all[] = {DType::Float32, DType::Float64, DType::Int32,    DType::Int64,
+                                    DType::UInt8,   DType::Bool,    DType::BFloat16, DType::Float16};
     for (DType d : all)
         if (safetensors_dtype_name(d) == s) {
             out = d;
             return DTypeLookup::Supported;
         }
-    static constexpr std::string_view other[] = {"I8",      "I16",     "U16",     "U32",  "U64",
-                                                 "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4",   "F6_E2M3",
-                                                 "F6_E3M2", "C64",     "E8M0",    "I4",   "U4"};
+    static constexpr std::string_view other[] = {"I8",      "I16",     "U16",     "U32", "U64",
+                                                 "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4",  "F6_E2M3",
+                                                 "F6_E3M2", "C64",     "E8M0",    "I4",  "U4"};
     for (auto o : other)
         if (o == s) return DTypeLookup::Unsupported;
     return DTypeLookup::Unknown;
@@ -211,7 +211,12 @@ inline void swap_elements(std::byte* p, std::size_t nbytes, std::size_t itemsize
     for (std::size_t i = 0; i + itemsize <= nbytes; i += itemsize) std::reverse(p + i, p + i + itemsize);
 }
 
-inline std::string json_type(const nlohmann::json& j) { return j.type_name(); }
+// A name or JSON text as shown in a message: at most 200 bytes (a hostile
+// header may hold a 100 MB key).
+inline std::string shown(std::string_view s) {
+    return s.size() <= 200 ? std::string(s)
+                           : std::string(s.substr(0, 200)) + "...(" + std::to_string(s.size()) + " bytes)";
+}
 
 // The header text and the tensors in write order, after every check.
 struct Prepared {
@@ -321,13 +326,12 @@ Tensor<T> get(const SafetensorsFile& f, std::string_view name) {
                        " (it holds ", f.tensors.size(), " tensor(s)", have.empty() ? "" : ": ", have, ")");
     }
     POLYMATH_CHECK(e->dtype == dtype_of_v<T>, "safetensors get", "tensor '", name, "' in ",
-                   detail::origin_label(f.origin), " has dtype ", safetensors_dtype_name(e->dtype), " (",
-                   e->dtype, "), not the requested ", safetensors_dtype_name(dtype_of_v<T>), " (", dtype_of_v<T>,
-                   ")");
+                   detail::origin_label(f.origin), " has dtype ", safetensors_dtype_name(e->dtype), " (", e->dtype,
+                   "), not the requested ", safetensors_dtype_name(dtype_of_v<T>), " (", dtype_of_v<T>, ")");
     const auto need = detail::byte_size(e->shape, sizeof(T));
     POLYMATH_CHECK(need && *need == e->bytes.size(), "safetensors get", "tensor '", name, "' in ",
-                   detail::origin_label(f.origin), " holds ", e->bytes.size(), " bytes, not the ",
-                   need ? *need : 0, " its shape ", e->shape, " needs");
+                   detail::origin_label(f.origin), " holds ", e->bytes.size(), " bytes, not the ", need ? *need : 0,
+                   " its shape ", e->shape, " needs");
     Tensor<T> t = Tensor<T>::empty(e->shape);
     const std::size_t n = e->bytes.size();
     if constexpr (std::is_same_v<T, bool>) {
@@ -438,10 +442,10 @@ inline SafetensorsFile parse_safetensors(std::span<const std::byte> data, std::s
         detail::fail(origin, "header length ", n, " (u64 at byte 0) exceeds the ", kSafetensorsMaxHeaderBytes,
                      "-byte limit");
     if (n > size - 8)
-        detail::fail(origin, "header length ", n, " (u64 at byte 0) runs past the end of the file: the header would end at byte ",
-                     8 + n, " but the file is ", size, " bytes");
-    if (n == 0 || data[8] != std::byte{'{'})
-        detail::fail(origin, "the header at byte 8 does not start with '{'");
+        detail::fail(origin, "header length ", n,
+                     " (u64 at byte 0) runs past the end of the file: the header would end at byte ", 8 + n,
+                     " but the file is ", size, " bytes");
+    if (n == 0 || data[8] != std::byte{'{'}) detail::fail(origin, "the header at byte 8 does not start with '{'");
 
     const char* hbegin = reinterpret_cast<const char*>(data.data() + 8);
     const char* hend = hbegin + n;
@@ -471,9 +475,9 @@ inline SafetensorsFile parse_safetensors(std::span<const std::byte> data, std::s
                 if (!open_objects.empty() && parsed.is_string() &&
                     !open_objects.back().insert(parsed.get_ref<const std::string&>()).second) {
                     if (depth <= 1)
-                        detail::fail(origin, "duplicate tensor name '", parsed.get_ref<const std::string&>(),
-                                     "' in the header");
-                    detail::fail(origin, "duplicate key '", parsed.get_ref<const std::string&>(),
+                        detail::fail(origin, "duplicate tensor name '",
+                                     detail::shown(parsed.get_ref<const std::string&>()), "' in the header");
+                    detail::fail(origin, "duplicate key '", detail::shown(parsed.get_ref<const std::string&>()),
                                  "' in an object of the header (depth ", depth, ")");
                 }
                 break;
@@ -506,13 +510,13 @@ inline SafetensorsFile parse_safetensors(std::span<const std::byte> data, std::s
                 detail::fail(origin, "'__metadata__' must be an object of strings, not a JSON ", value.type_name());
             for (const auto& [mk, mv] : value.items()) {
                 if (!mv.is_string())
-                    detail::fail(origin, "'__metadata__' value of key '", mk, "' is a JSON ", mv.type_name(),
-                                 ", not a string");
+                    detail::fail(origin, "'__metadata__' value of key '", detail::shown(mk), "' is a JSON ",
+                                 mv.type_name(), ", not a string");
                 out.metadata.emplace(mk, mv.get<std::string>());
             }
             continue;
         }
-        const std::string where = "tensor '" + key + "'";
+        const std::string where = "tensor '" + detail::shown(key) + "'";
         if (!value.is_object()) detail::fail(origin, where, " must be a JSON object, not a ", value.type_name());
 
         TensorEntry e;
@@ -524,10 +528,11 @@ inline SafetensorsFile parse_safetensors(std::span<const std::byte> data, std::s
         switch (detail::dtype_from_name(dname, e.dtype)) {
             case detail::DTypeLookup::Supported: break;
             case detail::DTypeLookup::Unsupported:
-                detail::fail(origin, where, ": dtype '", dname,
-                             "' is valid safetensors but polymath does not support it (F64 F32 F16 BF16 I64 I32 U8 BOOL)");
+                detail::fail(
+                    origin, where, ": dtype '", dname,
+                    "' is valid safetensors but polymath does not support it (F64 F32 F16 BF16 I64 I32 U8 BOOL)");
             case detail::DTypeLookup::Unknown:
-                detail::fail(origin, where, ": unknown dtype '", dname.substr(0, 64), "'");
+                detail::fail(origin, where, ": unknown dtype '", detail::shown(dname), "'");
         }
 
         const auto sh = value.find("shape");
@@ -540,22 +545,21 @@ inline SafetensorsFile parse_safetensors(std::span<const std::byte> data, std::s
             const json& d = (*sh)[i];
             if (!d.is_number_unsigned() ||
                 d.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-                detail::fail(origin, where, ": shape dimension ", i, " is ", d.dump(),
+                detail::fail(origin, where, ": shape dimension ", i, " is ", detail::shown(d.dump()),
                              ", not an integer in [0, 2^63)");
             e.shape.push_back(static_cast<std::int64_t>(d.get<std::uint64_t>()));
         }
 
         const auto off = value.find("data_offsets");
         if (off == value.end()) detail::fail(origin, where, " has no \"data_offsets\"");
-        if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
-            !(*off)[1].is_number_unsigned())
-            detail::fail(origin, where, ": \"data_offsets\" is ", off->dump().substr(0, 80),
+        if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned())
+            detail::fail(origin, where, ": \"data_offsets\" is ", detail::shown(off->dump()),
                          ", not two non-negative integers [begin, end]");
         const std::uint64_t b = (*off)[0].get<std::uint64_t>(), en = (*off)[1].get<std::uint64_t>();
         if (en < b) detail::fail(origin, where, ": data_offsets [", b, ", ", en, "] end before they begin");
         if (en > buffer_size)
-            detail::fail(origin, where, ": data_offsets [", b, ", ", en, "] run past the byte buffer (",
-                         buffer_size, " bytes, file bytes ", buffer_start, "..", size, "): it would end at file byte ",
+            detail::fail(origin, where, ": data_offsets [", b, ", ", en, "] run past the byte buffer (", buffer_size,
+                         " bytes, file bytes ", buffer_start, "..", size, "): it would end at file byte ",
                          en <= std::numeric_limits<std::uint64_t>::max() - buffer_start ? en + buffer_start : en);
         const auto need = detail::byte_size(e.shape, dtype_size(e.dtype));
         if (!need)
@@ -570,20 +574,20 @@ inline SafetensorsFile parse_safetensors(std::span<const std::byte> data, std::s
 
     // The tensors must tile the buffer: sorted by offset, each begins where the
     // previous one ended, the first at 0 and the last at the end of the file.
-    std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
-        return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-    });
+    std::sort(spans.begin(), spans.end(),
+              [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
     std::uint64_t at = 0;
     const TensorEntry* prev = nullptr;
     for (const Span& s : spans) {
         const TensorEntry& e = out.tensors[s.index];
         if (s.begin < at)
-            detail::fail(origin, "tensor '", e.name, "' data_offsets [", s.begin, ", ", s.end, "] (file bytes ",
-                         buffer_start + s.begin, "..", buffer_start + s.end, ") overlap tensor '",
-                         prev ? prev->name : std::string(), "', which ends at buffer offset ", at);
+            detail::fail(origin, "tensor '", detail::shown(e.name), "' data_offsets [", s.begin, ", ", s.end,
+                         "] (file bytes ", buffer_start + s.begin, "..", buffer_start + s.end, ") overlap tensor '",
+                         prev ? detail::shown(prev->name) : std::string(), "', which ends at buffer offset ", at);
         if (s.begin > at)
             detail::fail(origin, "buffer bytes ", at, "..", s.begin, " (file bytes ", buffer_start + at, "..",
-                         buffer_start + s.begin, ") belong to no tensor: a gap before tensor '", e.name, "'");
+                         buffer_start + s.begin, ") belong to no tensor: a gap before tensor '", detail::shown(e.name),
+                         "'");
         at = s.end;
         prev = &e;
     }
@@ -624,7 +628,8 @@ inline SafetensorsFile load_safetensors(const std::string& path) {
     std::vector<std::byte> bytes(static_cast<std::size_t>(st.st_size));
     std::size_t got = 0;
     while (got < bytes.size()) {
-        const ::ssize_t r = ::read(fd, bytes.data() + got, std::min<std::size_t>(bytes.size() - got, std::size_t(1) << 30));
+        const ::ssize_t r =
+            ::read(fd, bytes.data() + got, std::min<std::size_t>(bytes.size() - got, std::size_t(1) << 30));
         if (r < 0) {
             if (errno == EINTR) continue;
             const int e = errno;
