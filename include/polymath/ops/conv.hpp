@@ -82,6 +82,10 @@ inline std::ostream& operator<<(std::ostream& os, PaddingMode m) { return os << 
 
 namespace polymath::ops {
 
+// Also reachable as ops::Int2 / ops::PaddingMode.
+using polymath::Int2;
+using polymath::PaddingMode;
+
 namespace detail {
 
 inline std::int64_t conv_ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
