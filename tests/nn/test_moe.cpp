@@ -210,7 +210,6 @@ TEST_CASE("balance losses equal the paper's formulas computed by hand (noisy gat
 TEST_CASE("capacity overflow drops the later tokens' first choices and keeps their second") {
     const std::int64_t d = 3, E = 3, S = 6;
     auto moe = make_moe(d, {.num_experts = E, .k = 2, .hidden = 4, .noisy_gating = false, .capacity_factor = 1.0}, 8);
-    moe.eval();
     // Gates: tokens 0-3 (feature 0) choose experts 0 then 1; tokens 4-5
     // (feature 2) choose 0 then 2. Feature 1 varies the tokens, gate-neutral.
     Tensor<double> wg = Tensor<double>::from_vector({3, 2, 0, 0, 0, 0, 3, 0, 2}, {3, 3});
@@ -233,6 +232,9 @@ TEST_CASE("capacity overflow drops the later tokens' first choices and keeps the
             CHECK(y.at({s, c}) == doctest::Approx(ref).epsilon(1e-12));
         }
     }
+    // eval() uses eval_capacity_factor, dropless by default.
+    moe.eval();
+    CHECK(moe(Var<double>(x)).stats.dropped == 0);
 }
 
 TEST_CASE("padding tokens get zero output, take no capacity and do not count in the balance losses") {

@@ -32,7 +32,9 @@
 // Capacity: capacity_factor > 0 gives each expert C = ceil(factor · tokens · k / E)
 // slots (tokens = non-padding tokens); overflow assignments are dropped
 // (first choices of all tokens admitted before second choices, tokens in
-// order). capacity_factor <= 0 is dropless. Padding tokens take no capacity,
+// order). capacity_factor <= 0 is dropless. eval() mode uses
+// eval_capacity_factor instead (default 0: dropless at evaluation, as
+// GShard/Tutel-style eval capacity factors allow). Padding tokens take no capacity,
 // get a zero output and do not count in the losses.
 // Deterministic: every reduction has a fixed order on CPU, so results are
 // bit-identical across runs and thread counts (`deterministic` selects the
@@ -68,7 +70,8 @@ struct MoeOptions {
     Activation activation = Activation::relu;
     bool noisy_gating = true;
     double noise_epsilon = 1e-2;
-    double capacity_factor = 0;  // <= 0: dropless
+    double capacity_factor = 0;       // <= 0: dropless
+    double eval_capacity_factor = 0;  // the same in eval() mode; default dropless (routing without noise is less even)
     double importance_weight = 1e-2;
     double load_weight = 1e-2;
     bool deterministic = true;
@@ -164,8 +167,8 @@ public:
         std::int64_t capacity = -1;
         std::int64_t valid_count = 0;
         for (std::int64_t s = 0; s < S; ++s) valid_count += valid.data()[s] != T(0);
-        if (opt_.capacity_factor > 0)
-            capacity = std::int64_t(std::ceil(opt_.capacity_factor * double(valid_count) * double(K) / double(E)));
+        const double factor = this->is_training() ? opt_.capacity_factor : opt_.eval_capacity_factor;
+        if (factor > 0) capacity = std::int64_t(std::ceil(factor * double(valid_count) * double(K) / double(E)));
         auto plan = std::make_shared<const ops::MoePlan>(ops::moe_plan(top_idx, E, capacity, padding_mask));
         Var<T> xs = moe_dispatch(xf, plan);
         Var<T> h = grouped_linear(xs, w1, b1, plan->expert_offsets);
