@@ -27,62 +27,12 @@
 extern "C" void openblas_set_num_threads(int);
 #endif
 
+#include "bench_util.hpp"
+
 using namespace polymath;
-using Clock = std::chrono::steady_clock;
+using namespace polymath::bench;
 
 namespace {
-
-struct Options {
-    std::vector<int> threads{1, 2};
-    int passes = 5;
-    int reps = 5;
-    std::string filter;
-};
-
-double time_ms(const std::function<void()>& f) {
-    const auto t0 = Clock::now();
-    f();
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-// Runs `ours` and `peer` alternately, `passes` x `reps` times each.
-void compare(const Options& o, const std::string& name, const std::string& shape, int threads,
-             const std::function<void()>& ours, const std::function<void()>& peer) {
-    if (!o.filter.empty() && name.find(o.filter) == std::string::npos) return;
-    ours();  // warm-up: caches, allocator pools, thread pools
-    peer();
-    std::vector<double> pm, qm;
-    double pmin = 1e300, qmin = 1e300;
-    for (int p = 0; p < o.passes; ++p) {
-        std::vector<double> a, b;
-        for (int r = 0; r < o.reps; ++r) {
-            a.push_back(time_ms(ours));
-            b.push_back(time_ms(peer));
-        }
-        pm.push_back(median(a));
-        qm.push_back(median(b));
-        pmin = std::min(pmin, *std::min_element(a.begin(), a.end()));
-        qmin = std::min(qmin, *std::min_element(b.begin(), b.end()));
-    }
-    const double P = median(pm), Q = median(qm);
-    std::printf("%s,%s,%d,%.4f,%.4f,%.3f,%.4f,%.4f\n", name.c_str(), shape.c_str(), threads, P, Q, Q / P, pmin, qmin);
-    std::fflush(stdout);
-}
-
-volatile float g_sink = 0;  // keeps results alive so nothing is optimised away
-
-#if POLYMATH_BENCH_HAVE_TORCH
-torch::Tensor to_torch(const Tensor<float>& t) {
-    std::vector<int64_t> s(t.shape().begin(), t.shape().end());
-    return torch::from_blob(t.data(), s, torch::kFloat32).clone();
-}
-#endif
 
 void bench_gemm(const Options& o, int th) {
     for (int n : {256, 512, 1024, 2048}) {
@@ -225,39 +175,10 @@ void bench_tiny_chain(const Options& o, int th) {
 #endif
 }
 
-Options parse(int argc, char** argv) {
-    Options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto next = [&]() -> std::string {
-            if (i + 1 >= argc) {
-                std::cerr << "ops_cpu: " << a << " needs a value\n";
-                std::exit(2);
-            }
-            return argv[++i];
-        };
-        if (a == "--threads") {
-            o.threads.clear();
-            std::stringstream ss(next());
-            for (std::string t; std::getline(ss, t, ',');) o.threads.push_back(std::stoi(t));
-        } else if (a == "--passes") {
-            o.passes = std::stoi(next());
-        } else if (a == "--reps") {
-            o.reps = std::stoi(next());
-        } else if (a == "--filter") {
-            o.filter = next();
-        } else {
-            std::cerr << "usage: ops_cpu [--threads 1,2] [--passes 5] [--reps 5] [--filter NAME]\n";
-            std::exit(a == "--help" ? 0 : 2);
-        }
-    }
-    return o;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-    const Options o = parse(argc, argv);
+    const Options o = parse(argc, argv, "ops_cpu");
 #if !POLYMATH_BENCH_HAVE_TORCH
     std::cerr << "ops_cpu: built without LibTorch (install libtorch-dev): only the OpenBLAS GEMM peer runs\n";
 #endif
