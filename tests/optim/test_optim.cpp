@@ -47,10 +47,14 @@ Vec initial(std::size_t n) {
 void check_close(const Tensor<double>& t, const Vec& ref, double tol = 1e-12) {
     const Vec got = t.to_vector();
     REQUIRE(got.size() == ref.size());
+    std::size_t bad = 0, first = 0;
     for (std::size_t i = 0; i < ref.size(); ++i) {
-        INFO("element ", i, ": got ", got[i], " want ", ref[i]);
-        CHECK(std::abs(got[i] - ref[i]) <= tol * std::max(1.0, std::abs(ref[i])));
+        if (!(std::abs(got[i] - ref[i]) <= tol * std::max(1.0, std::abs(ref[i])))) {
+            if (bad++ == 0) first = i;
+        }
     }
+    INFO(bad, " element(s) off; first: ", first, " got ", got[first], " want ", ref[first]);
+    CHECK(bad == 0);
 }
 
 // Runs `steps` steps of opt on the leaf p and of ref_step on a copy, comparing after each.
@@ -202,7 +206,7 @@ TEST_CASE("SGD plain, with weight decay, momentum+dampening and Nesterov matches
         {"nesterov", {.lr = 0.05, .momentum = 0.8, .weight_decay = 0.01, .nesterov = true}},
     };
     for (const auto& c : cases) {
-        INFO(c.what);
+        INFO(std::string(c.what));
         const Vec p0 = initial(6);
         Var<double> p = leaf(p0, {2, 3});
         optim::SGD<double> opt(std::vector<Var<double>>{p}, c.o);
@@ -224,7 +228,7 @@ TEST_CASE("Adam matches the bias-corrected update with eps outside the sqrt, wit
         {"amsgrad", {.lr = 0.05, .beta1 = 0.5, .beta2 = 0.9, .amsgrad = true}},
     };
     for (const auto& c : cases) {
-        INFO(c.what);
+        INFO(std::string(c.what));
         const Vec p0 = initial(7);
         Var<double> p = leaf(p0, {7});
         optim::Adam<double> opt(std::vector<Var<double>>{p}, c.o);
@@ -289,7 +293,7 @@ TEST_CASE("Adafactor factored second moments (2-D and batched 3-D) match the row
         {"2-D, no update clipping, decay exponent 0.5", {5, 2}, {.decay_exponent = 0.5, .clip_threshold = 0.0}},
     };
     for (const auto& c : cases) {
-        INFO(c.what);
+        INFO(std::string(c.what));
         const std::size_t n = std::size_t(numel_of(c.shape));
         const Vec p0 = initial(n);
         Var<double> p = leaf(p0, c.shape);
@@ -331,7 +335,7 @@ TEST_CASE("Adafactor keeps a full second moment for 1-D parameters and when fact
         {"1-D, momentum, absolute lr", {5}, {.lr = 0.02, .relative_step = false, .beta1 = 0.5}},
     };
     for (const auto& c : cases) {
-        INFO(c.what);
+        INFO(std::string(c.what));
         const std::size_t n = std::size_t(numel_of(c.shape));
         const Vec p0 = initial(n);
         Var<double> p = leaf(p0, c.shape);
@@ -430,4 +434,52 @@ TEST_CASE("step rejects a non-contiguous parameter instead of writing through a 
     optim::SGD<double> opt(std::vector<Var<double>>{p}, {.lr = 0.1});
     set_grad(p, Vec(6, 1.0));
     CHECK_THROWS_WITH_AS(opt.step(), doctest::Contains("not contiguous"), Error);
+}
+
+TEST_CASE("large parameters (many chunks, column blocks, reduction blocks) match the reference for any thread count") {
+    struct Case {
+        const char* what;
+        Shape shape;
+        int kind;  // 0 Adafactor, 1 Adam, 2 SGD momentum
+    };
+    const Case cases[] = {
+        {"Adafactor factored [2, 150, 700]", {2, 150, 700}, 0},
+        {"Adafactor 1-D [100000]", {100000}, 0},
+        {"Adam [300, 400]", {300, 400}, 1},
+        {"SGD momentum [70001]", {70001}, 2},
+    };
+    const int threads_before = num_threads();
+    for (const auto& c : cases) {
+        INFO(std::string(c.what));
+        const std::size_t n = std::size_t(numel_of(c.shape));
+        const Vec p0 = initial(n);
+        std::vector<Vec> results;
+        for (int threads : {threads_before, 1}) {
+            set_num_threads(threads);
+            Var<double> p = leaf(p0, c.shape);
+            const std::vector<Var<double>> ps{p};
+            if (c.kind == 0) {
+                optim::Adafactor<double> opt(ps, {.beta1 = 0.9});
+                AdafactorRef ref;
+                ref.shape.assign(c.shape.begin(), c.shape.end());
+                ref.beta1 = 0.9;
+                run_against_reference(opt, p, p0, ref, 3, 1e-10);
+            } else if (c.kind == 1) {
+                optim::Adam<double> opt(ps, {.lr = 0.01, .weight_decay = 0.1, .amsgrad = true});
+                AdamRef ref{0.01, 0.9, 0.999, 1e-8, 0.1, true, false, {}, {}, {}, 0};
+                run_against_reference(opt, p, p0, ref, 3);
+            } else {
+                optim::SGD<double> opt(ps, {.lr = 0.01, .momentum = 0.9, .dampening = 0.1});
+                SgdRef ref{0.01, 0.9, 0.1, 0, false, {}, 0};
+                run_against_reference(opt, p, p0, ref, 3);
+            }
+            results.push_back(p.value().to_vector());
+        }
+        set_num_threads(threads_before);
+        std::size_t differ = 0, first = 0;
+        for (std::size_t i = 0; i < n; ++i)
+            if (results[0][i] != results[1][i] && differ++ == 0) first = i;
+        INFO(differ, " element(s) differ between ", threads_before, " thread(s) and 1; first: ", first);
+        CHECK(differ == 0);
+    }
 }

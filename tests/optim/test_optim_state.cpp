@@ -85,7 +85,7 @@ TEST_CASE("state() then load_state() into a fresh optimizer continues bit-identi
     };
     const int N = 4;
     for (const auto& [what, make] : kinds) {
-        INFO(what);
+        INFO(std::string(what));
         Generator g(7);
         Net a(g);
         Net b = a.clone();

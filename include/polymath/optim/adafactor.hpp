@@ -11,10 +11,10 @@
 //       vr = beta2_t * vr + (1 - beta2_t) * mean_over_C(Q)        shape [.., R]
 //       vc = beta2_t * vc + (1 - beta2_t) * mean_over_R(Q)        shape [.., C]
 //       V^ = vr * vc / mean_over_R(vr)       (rank-1 reconstruction, per leading index)
-//       U  = G / sqrt(V^)   evaluated as  G * rsqrt(vr / mean(vr)) * rsqrt(vc)
+//       U  = G / sqrt(V^)   evaluated as  G * (1/sqrt(vr / mean(vr))) * (1/sqrt(vc))
 //   otherwise (1-D, or factored = false):
 //       v  = beta2_t * v + (1 - beta2_t) * Q
-//       U  = G * rsqrt(v)
+//       U  = G / sqrt(v)
 //   update clipping (clip_threshold d = 1; d <= 0 turns it off):
 //       U = U / max(1, RMS(U) / d)                    RMS(x) = sqrt(mean(x^2))
 //   step size:
@@ -105,7 +105,7 @@ protected:
             if (n > 0) {
                 const std::int64_t rows = B * R;
                 // vr: one mean per row, rows in parallel.
-                parallel_for(0, rows, std::max<std::int64_t>(1, kElementwiseGrain / C), [&](std::int64_t r0, std::int64_t r1) {
+                detail::parallel_units(0, rows, std::max<std::int64_t>(1, kElementwiseGrain / C), [&](std::int64_t r0, std::int64_t r1) {
                     for (std::int64_t r = r0; r < r1; ++r) {
                         const double s = (detail::CArrayMap<T>(g + r * C, C).square() + e1).template cast<double>().sum();
                         vr[r] = T(beta2t * double(vr[r]) + mix * (s / double(C)));
@@ -114,7 +114,7 @@ protected:
                 // vc: column means, in parallel over (leading index, block of columns); rows summed in order.
                 constexpr std::int64_t kCols = 256;
                 const std::int64_t cblocks = (C + kCols - 1) / kCols;
-                parallel_for(0, B * cblocks, std::max<std::int64_t>(1, kElementwiseGrain / (R * kCols)),
+                detail::parallel_units(0, B * cblocks, std::max<std::int64_t>(1, kElementwiseGrain / (R * kCols)),
                              [&](std::int64_t k0, std::int64_t k1) {
                                  Eigen::ArrayXd acc(kCols);
                                  for (std::int64_t k = k0; k < k1; ++k) {
@@ -129,8 +129,13 @@ protected:
                                               .template cast<T>();
                                  }
                              });
-                // Factors: rsqrt(vr / mean(vr)) per row, rsqrt(vc) per column.
-                std::vector<T> rowfac(static_cast<std::size_t>(rows)), colfac(static_cast<std::size_t>(B * C));
+                // Factors: 1/sqrt(vr / mean(vr)) per row, 1/sqrt(vc) per column. Eigen's packet
+                // sqrt (EIGEN_FAST_MATH) is not correctly rounded, so which elements take the
+                // packet path must not vary from run to run: buffers written by Eigen come from
+                // the (64-byte aligned) tensor allocator, never from std::vector.
+                std::vector<T> rowfac(static_cast<std::size_t>(rows));
+                Tensor<T> colfac_t = Tensor<T>::empty({B * C});
+                T* colfac = colfac_t.data();
                 for (std::int64_t bi = 0; bi < B; ++bi) {
                     double vr_sum = 0.0;
                     for (std::int64_t r = 0; r < R; ++r) vr_sum += double(vr[bi * R + r]);
@@ -139,14 +144,14 @@ protected:
                         rowfac[std::size_t(bi * R + r)] = T(1.0 / std::sqrt(double(vr[bi * R + r]) / vr_mean));
                 }
                 detail::for_chunks(B * C, [&](std::int64_t b, std::int64_t e) {
-                    detail::ArrayMap<T>(colfac.data() + b, e - b) = detail::CArrayMap<T>(vc + b, e - b).rsqrt();
+                    detail::ArrayMap<T>(colfac + b, e - b) = T(1) / detail::CArrayMap<T>(vc + b, e - b).sqrt();
                 });
                 // U = G * rowfac * colfac, rows in parallel.
-                parallel_for(0, rows, std::max<std::int64_t>(1, kElementwiseGrain / C), [&](std::int64_t r0, std::int64_t r1) {
+                detail::parallel_units(0, rows, std::max<std::int64_t>(1, kElementwiseGrain / C), [&](std::int64_t r0, std::int64_t r1) {
                     for (std::int64_t r = r0; r < r1; ++r) {
                         const std::int64_t bi = r / R;
                         detail::ArrayMap<T>(u + r * C, C) = detail::CArrayMap<T>(g + r * C, C) * rowfac[std::size_t(r)] *
-                                                            detail::CArrayMap<T>(colfac.data() + bi * C, C);
+                                                            detail::CArrayMap<T>(colfac + bi * C, C);
                     }
                 });
             }
@@ -158,7 +163,7 @@ protected:
                 detail::ArrayMap<T> V(v + b, e - b), U(u + b, e - b);
                 const detail::CArrayMap<T> G(g + b, e - b);
                 V = tb * V + tm * (G.square() + e1);
-                U = G * V.rsqrt();
+                U = G / V.sqrt();
             });
         }
         if (o_.clip_threshold > 0) {

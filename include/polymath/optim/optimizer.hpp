@@ -82,11 +82,47 @@ using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <class T>
 using CArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
-// Calls f(ArrayMap over [b, e)) style chunks: f(b, e), parallel above the
-// elementwise grain. Elementwise updates are chunking-independent.
+#if defined(__GNUC__) || defined(__clang__)
+#define POLYMATH_OPTIM_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define POLYMATH_OPTIM_NOINLINE __declspec(noinline)
+#else
+#define POLYMATH_OPTIM_NOINLINE
+#endif
+
+// f(b, e) behind one out-of-line call, so that the serial and the threaded
+// paths of parallel_for run the same machine code (two inlined copies could
+// be optimised, e.g. FMA-contracted, differently).
 template <class F>
-void for_chunks(std::int64_t n, F&& f) {
-    parallel_for(0, n, kElementwiseGrain, std::forward<F>(f));
+struct OneCopy {
+    const F* f;
+    POLYMATH_OPTIM_NOINLINE void operator()(std::int64_t b, std::int64_t e) const { (*f)(b, e); }
+};
+
+// parallel_for whose results do not depend on the thread count as long as
+// f's work on [b, e) is a loop of independent units (rows, chunks).
+template <class F>
+void parallel_units(std::int64_t begin, std::int64_t end, std::int64_t grain, const F& f) {
+    const OneCopy<F> body{&f};
+    parallel_for(begin, end, grain, body);
+}
+
+// Calls f(b, e) over [0, n) in FIXED chunks of kChunk elements (chunks run in
+// parallel above the elementwise grain). Why fixed: Eigen's packet path and
+// its scalar peel/tail do not round identically (with EIGEN_FAST_MATH the
+// AVX-512 packet sqrt is a Newton-refined approximation), so which elements
+// take which path must depend only on the data layout, never on the thread
+// count. With fixed chunks and 64-byte aligned tensors, updates are
+// bit-reproducible for any number of threads.
+inline constexpr std::int64_t kChunk = 8192;
+template <class F>
+void for_chunks(std::int64_t n, const F& f) {
+    if (n <= 0) return;
+    const std::int64_t chunks = (n + kChunk - 1) / kChunk;
+    parallel_units(0, chunks, std::max<std::int64_t>(1, kElementwiseGrain / kChunk),
+                   [&](std::int64_t c0, std::int64_t c1) {
+                       for (std::int64_t c = c0; c < c1; ++c) f(c * kChunk, std::min(n, (c + 1) * kChunk));
+                   });
 }
 
 // Deterministic sum over [0, n) of part(b, e) (a double): fixed blocks, summed
@@ -97,7 +133,7 @@ double block_sum(std::int64_t n, F&& part) {
     if (n <= kBlock) return n > 0 ? part(std::int64_t(0), n) : 0.0;
     const std::int64_t blocks = (n + kBlock - 1) / kBlock;
     std::vector<double> partial(static_cast<std::size_t>(blocks), 0.0);
-    parallel_for(0, blocks, std::max<std::int64_t>(1, kReductionGrain / kBlock), [&](std::int64_t b, std::int64_t e) {
+    parallel_units(0, blocks, std::max<std::int64_t>(1, kReductionGrain / kBlock), [&](std::int64_t b, std::int64_t e) {
         for (std::int64_t k = b; k < e; ++k)
             partial[static_cast<std::size_t>(k)] = part(k * kBlock, std::min(n, (k + 1) * kBlock));
     });
