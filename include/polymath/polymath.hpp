@@ -1,4 +1,7 @@
-// polymath/polymath.hpp — the whole CPU library.
+// polymath/polymath.hpp — the whole CPU library: tensors, ops, autograd, layers
+// (polymath/nn.hpp) and optimizers (polymath/optim.hpp). Checkpoint files are
+// in polymath/io.hpp and the xtensor bridge in polymath/tensor/xtensor.hpp,
+// both opt-in.
 #pragma once
 #include "polymath/core/allocator.hpp"
 #include "polymath/core/device.hpp"
@@ -42,3 +45,9 @@
 #include "polymath/autograd/layer_norm.hpp"
 #include "polymath/autograd/dropout.hpp"
 #include "polymath/autograd/grad_check.hpp"
+#include "polymath/autograd/attention.hpp"
+#include "polymath/autograd/conv.hpp"
+#include "polymath/autograd/pool.hpp"
+#include "polymath/autograd/moe.hpp"
+#include "polymath/nn.hpp"
+#include "polymath/optim.hpp"
