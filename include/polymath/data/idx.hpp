@@ -13,7 +13,8 @@
 //
 // MNIST images are `ubyte` N x 28 x 28, labels `ubyte` N. Files are usually
 // gzip-compressed; read_idx() detects gzip by its magic bytes (1F 8B) and
-// decompresses through zlib (gzopen/gzread), otherwise it reads the file raw.
+// decompresses through zlib (data/gzip.hpp's ByteSource), otherwise it reads
+// the file raw. Fashion-MNIST uses the same format and names.
 //
 // What is checked (every failure throws polymath::Error naming the file and a
 // byte offset; for .gz files offsets count bytes of the decompressed IDX
@@ -36,8 +37,6 @@
 //   auto [images, labels] = polymath::data::load_mnist("data/mnist", /*train=*/false);
 #pragma once
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -49,6 +48,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "gzip.hpp"
 
 namespace polymath::data {
 
@@ -86,129 +86,6 @@ inline std::string hex(std::uint64_t v, int digits) {
     return s;
 }
 
-// A byte source over a raw or gzip-compressed file that tracks the offset in
-// the (decompressed) stream and turns every failure into polymath::Error.
-class IdxSource {
-public:
-    explicit IdxSource(std::string path) : path_(std::move(path)) {
-        std::FILE* f = std::fopen(path_.c_str(), "rb");
-        if (!f) {
-            const int err = errno;
-            POLYMATH_THROW("read_idx", "cannot open '", path_, "' at offset 0: ", std::strerror(err));
-        }
-        unsigned char magic[2] = {0, 0};
-        const std::size_t n = std::fread(magic, 1, 2, f);
-        gzip_ = n == 2 && magic[0] == 0x1F && magic[1] == 0x8B;
-        if (gzip_) {
-            std::fclose(f);
-            gz_ = gzopen(path_.c_str(), "rb");
-            if (!gz_) POLYMATH_THROW("read_idx", "cannot open gzip file '", path_, "' at offset 0");
-            gzbuffer(gz_, 1u << 17);
-        } else {
-            std::rewind(f);
-            file_ = f;
-        }
-    }
-    IdxSource(const IdxSource&) = delete;
-    IdxSource& operator=(const IdxSource&) = delete;
-    ~IdxSource() {
-        if (gz_) gzclose(gz_);
-        if (file_) std::fclose(file_);
-    }
-
-    const std::string& path() const { return path_; }
-    bool gzip() const { return gzip_; }
-    std::int64_t offset() const { return offset_; }
-
-    // Reads up to n bytes; fewer only at the end of the file. Throws on a
-    // corrupt gzip stream or an I/O error.
-    std::size_t read(void* dst, std::size_t n) {
-        auto* out = static_cast<unsigned char*>(dst);
-        std::size_t total = 0;
-        while (total < n) {
-            const std::size_t chunk = std::min<std::size_t>(n - total, std::size_t(1) << 30);
-            std::size_t got = 0;
-            if (gz_) {
-                const int r = gzread(gz_, out + total, static_cast<unsigned>(chunk));
-                if (r < 0) throw_gz_error();
-                got = static_cast<std::size_t>(r);
-                if (got < chunk) {
-                    // Short read: clean end, truncated stream (Z_BUF_ERROR,
-                    // reported by the caller as truncation) or corrupt data.
-                    int errnum = Z_OK;
-                    gzerror(gz_, &errnum);
-                    if (errnum != Z_OK && errnum != Z_BUF_ERROR) {
-                        offset_ += std::int64_t(got);
-                        throw_gz_error();
-                    }
-                }
-            } else {
-                got = std::fread(out + total, 1, chunk, file_);
-                if (got < chunk && std::ferror(file_))
-                    POLYMATH_THROW("read_idx", "I/O error reading '", path_, "' at offset ",
-                                   offset_ + std::int64_t(got), ": ", std::strerror(errno));
-            }
-            total += got;
-            offset_ += std::int64_t(got);
-            if (got < chunk) break;  // end of file
-        }
-        return total;
-    }
-
-    // Reads exactly n bytes of `what` or throws the truncation error.
-    void read_exact(void* dst, std::size_t n, const char* what) {
-        const std::int64_t start = offset_;
-        const std::size_t got = read(dst, n);
-        if (got < n) throw_truncated(n, what, start);
-    }
-
-    // At the end of the data: the file must end here. Reading past the end
-    // also makes zlib verify the gzip trailer (CRC-32 and length).
-    void expect_end() {
-        unsigned char extra[1];
-        const std::int64_t end = offset_;
-        if (read(extra, 1) != 0)
-            POLYMATH_THROW("read_idx", "'", path_, "': unexpected trailing data at offset ", end,
-                           " (the header describes ", end, " bytes)");
-        if (gz_) {
-            int errnum = Z_OK;
-            const char* msg = gzerror(gz_, &errnum);
-            if (errnum != Z_OK)
-                POLYMATH_THROW("read_idx", "'", path_, "': gzip stream truncated at offset ", end,
-                               " of the decompressed data (its trailer is missing): zlib error ", errnum, " (",
-                               msg ? msg : "?", ")");
-        }
-    }
-
-    [[noreturn]] void throw_truncated(std::size_t expected, const char* what, std::int64_t start) const {
-        POLYMATH_THROW("read_idx", "'", path_, "': expected ", expected, " bytes of ", what, " at offset ",
-                       start, ", file ended after ", offset_, " bytes", gzip_ ? " (decompressed)" : "",
-                       truncated_gzip_note());
-    }
-
-private:
-    [[noreturn]] void throw_gz_error() const {
-        int errnum = Z_OK;
-        const char* msg = gzerror(gz_, &errnum);
-        POLYMATH_THROW("read_idx", "'", path_, "': corrupt gzip stream at offset ", offset_,
-                       " of the decompressed data: zlib error ", errnum, " (", msg ? msg : "?", ")");
-    }
-
-    std::string truncated_gzip_note() const {
-        if (!gz_) return "";
-        int errnum = Z_OK;
-        const char* msg = gzerror(gz_, &errnum);
-        if (errnum == Z_OK) return "";
-        return std::string("; the gzip stream is truncated or corrupt (zlib: ") + (msg ? msg : "?") + ")";
-    }
-
-    std::string path_;
-    bool gzip_ = false;
-    gzFile gz_ = nullptr;
-    std::FILE* file_ = nullptr;
-    std::int64_t offset_ = 0;
-};
-
 inline std::uint32_t be32(const unsigned char* p) {
     return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) |
            std::uint32_t(p[3]);
@@ -216,14 +93,14 @@ inline std::uint32_t be32(const unsigned char* p) {
 
 }  // namespace detail
 
-// Reads an unsigned-byte IDX file (raw or gzip). With max_items >= 0 at most
-// that many items along the first dimension are read (dims[0] is reduced
-// accordingly); a negative max_items reads everything.
-inline IdxArray read_idx(const std::string& path, std::int64_t max_items = -1) {
+namespace detail {
+
+// The IDX parser over any ByteSource (file or memory).
+inline IdxArray read_idx_from(ByteSource& src, std::int64_t max_items) {
     constexpr unsigned kMaxDims = 16;
     constexpr std::uint64_t kMaxElements = std::uint64_t(1) << 40;
+    const std::string& path = src.name();
 
-    detail::IdxSource src(path);
     unsigned char magic[4];
     src.read_exact(magic, 4, "header (magic number)");
     if (magic[0] != 0 || magic[1] != 0)
@@ -280,6 +157,23 @@ inline IdxArray read_idx(const std::string& path, std::int64_t max_items = -1) {
     return out;
 }
 
+}  // namespace detail
+
+// Reads an unsigned-byte IDX file (raw or gzip). With max_items >= 0 at most
+// that many items along the first dimension are read (dims[0] is reduced
+// accordingly); a negative max_items reads everything.
+inline IdxArray read_idx(const std::string& path, std::int64_t max_items = -1) {
+    ByteSource src(path, "read_idx");
+    return detail::read_idx_from(src, max_items);
+}
+
+// The same from bytes in memory (raw or gzip); `name` stands for the path in
+// messages. Used by the fuzz target.
+inline IdxArray read_idx(std::span<const std::uint8_t> bytes, const std::string& name, std::int64_t max_items = -1) {
+    ByteSource src(bytes, name, "read_idx");
+    return detail::read_idx_from(src, max_items);
+}
+
 // MNIST images (N x 28 x 28, pixels 0..255) and labels (N, values 0..9).
 struct MnistSplit {
     IdxArray images;
@@ -288,13 +182,14 @@ struct MnistSplit {
 
 // Loads the MNIST training or test split from `dir`. Tries, in this order,
 // the original file names (train-images-idx3-ubyte[.gz], train-images.idx3-ubyte,
-// t10k-...) and the names of polymath's bundled sample (train-20k-images-idx3-ubyte.gz);
+// t10k-...) and the names of polymath's bundled samples (data/mnist:
+// train-20k-images-idx3-ubyte.gz; data/fashion-mnist: train-5k-..., t10k-2k-...);
 // images and labels always come from the same family. Reads at most max_items
 // (negative: all). Checks 28x28 images, matching counts and labels <= 9.
 inline MnistSplit load_mnist(const std::string& dir, bool train, std::int64_t max_items = -1) {
     namespace fs = std::filesystem;
     const std::vector<std::string> prefixes =
-        train ? std::vector<std::string>{"train", "train-20k"} : std::vector<std::string>{"t10k"};
+        train ? std::vector<std::string>{"train", "train-20k", "train-5k"} : std::vector<std::string>{"t10k", "t10k-2k"};
     std::vector<std::string> tried;
     for (const std::string& p : prefixes) {
         const std::string variants[][2] = {
