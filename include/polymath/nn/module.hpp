@@ -24,9 +24,24 @@
 // Copying a module copies handles: the copy SHARES its parameters with the
 // original (as two references to one PyTorch module would). clone() is the
 // deep copy — fresh leaves with copied values, same requires_grad flags.
+//
+// Extensions (hook points for peft/): any module can carry a list of named
+// Extension objects attached from outside (an adapter, a feature tap, a
+// prompt). Their parameters appear in named_parameters()/state_dict() under
+// "<module>.<extension name>.<parameter>", train()/eval() reach them, copies
+// share them (like parameters) and clone() deep-copies them. A layer runs its
+// extensions' apply() on its output by ending operator() with
+// `return this->run_output_hooks(forward(x));` and announces that with
+// `static constexpr bool runs_output_hooks = true;` (Linear and
+// MultiheadAttention do; peft refuses to attach output hooks to a layer
+// without the flag, since they would silently never run). for_each_module()
+// walks the named sub-modules (dotted names as in named_parameters()).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -36,6 +51,27 @@
 #include "polymath/core/error.hpp"
 
 namespace polymath::nn {
+
+// Something attached to a module from outside (see the file comment).
+template <class T, class D = Cpu>
+class Extension {
+public:
+    using ParamFn = std::function<void(const std::string&, Var<T, D>&)>;
+    virtual ~Extension() = default;
+    // Transforms the output of the layer it is attached to (identity by default).
+    virtual Var<T, D> apply(const Var<T, D>& y) { return y; }
+    // Calls f(name, Var&) for each of its parameters (names relative to it).
+    virtual void for_each_parameter(const ParamFn& f) { (void)f; }
+    virtual void train(bool on) { (void)on; }
+    // An independent deep copy (fresh parameter leaves).
+    virtual std::shared_ptr<Extension> clone() const = 0;
+};
+
+template <class T, class D = Cpu>
+struct NamedExtension {
+    std::string name;
+    std::shared_ptr<Extension<T, D>> ext;
+};
 
 template <class T, class D = Cpu>
 struct NamedParameter {
@@ -63,6 +99,37 @@ struct ParamWalker {
     void module(const std::string& name, M& m) {
         ParamWalker sub{prefix + name + ".", on_param};
         m.visit(sub);
+        m.for_each_extension_parameter(sub.prefix, *on_param);
+    }
+};
+
+// A visitor that calls on_module(dotted_name, Module&) for every sub-module,
+// pre-order (a module before its children).
+template <class F>
+struct ModuleWalker {
+    std::string prefix;
+    F* on_module;
+    template <class Var_>
+    void parameter(const std::string&, Var_&) {}
+    template <class M>
+    void module(const std::string& name, M& m) {
+        const std::string full = prefix + name;
+        (*on_module)(full, m);
+        ModuleWalker sub{full + ".", on_module};
+        m.visit(sub);
+    }
+};
+
+// Collects the names a module's visit() gives its direct parameters and children.
+struct LocalNames {
+    std::set<std::string> names;
+    template <class Var_>
+    void parameter(const std::string& n, Var_&) {
+        names.insert(n);
+    }
+    template <class M>
+    void module(const std::string& n, M&) {
+        names.insert(n);
     }
 };
 
@@ -91,6 +158,65 @@ public:
     void for_each_parameter(F&& f) {
         detail::ParamWalker<std::remove_reference_t<F>> w{"", &f};
         derived().visit(w);
+        for_each_extension_parameter("", f);
+    }
+
+    // Calls f(dotted_name, sub_module&) for every sub-module below this one
+    // (not this one), pre-order, names as in named_parameters(). f is called
+    // with each concrete module type, so it is usually a generic lambda.
+    template <class F>
+    void for_each_module(F&& f) {
+        detail::ModuleWalker<std::remove_reference_t<F>> w{"", &f};
+        derived().visit(w);
+    }
+
+    // ---- extensions (see the file comment) ----
+    const std::vector<NamedExtension<T, D>>& extensions() const noexcept { return extensions_; }
+    // Attaches `ext` under `name`, after the ones already there (output hooks
+    // run in attachment order). The name must be a new, non-empty, dot-free
+    // name among this module's parameters, children and extensions.
+    void add_extension(const std::string& name, std::shared_ptr<Extension<T, D>> ext) {
+        POLYMATH_CHECK(ext != nullptr, "Module::add_extension", "extension '", name, "' is null");
+        POLYMATH_CHECK(!name.empty() && name.find('.') == std::string::npos, "Module::add_extension",
+                       "extension name '", name, "' must be non-empty and contain no '.'");
+        detail::LocalNames local;
+        derived().visit(local);
+        for (const auto& e : extensions_) local.names.insert(e.name);
+        POLYMATH_CHECK(local.names.count(name) == 0, "Module::add_extension", "name '", name,
+                       "' is already used by a parameter, sub-module or extension of this module");
+        extensions_.push_back({name, std::move(ext)});
+    }
+    // Detaches the extension called `name`; false when there is none.
+    bool remove_extension(const std::string& name) {
+        for (auto it = extensions_.begin(); it != extensions_.end(); ++it)
+            if (it->name == name) {
+                extensions_.erase(it);
+                return true;
+            }
+        return false;
+    }
+    // The output after every extension's apply(), in attachment order. With
+    // no extensions this is y itself (the same Var, no op recorded).
+    Var<T, D> run_output_hooks(Var<T, D> y) const {
+        for (const auto& e : extensions_) y = e.ext->apply(y);
+        return y;
+    }
+    // Calls f(prefix + extension name + "." + parameter name, Var&) for the
+    // defined parameters of this module's own extensions (used by the walkers).
+    template <class F>
+    void for_each_extension_parameter(const std::string& prefix, F& f) {
+        for (auto& e : extensions_)
+            e.ext->for_each_parameter([&](const std::string& n, Var<T, D>& v) {
+                if (v.defined()) f(prefix + e.name + "." + n, v);
+            });
+    }
+    // Replaces every extension, here and in all sub-modules, by a deep copy
+    // (clone() uses it so that the clone stops sharing them).
+    void deep_copy_extensions() {
+        for (auto& e : extensions_) e.ext = e.ext->clone();
+        auto f = [](auto& child) { child.deep_copy_extensions(); };
+        detail::ChildWalker<decltype(f)> w{&f};
+        derived().visit(w);
     }
 
     std::vector<NamedParameter<T, D>> named_parameters(bool trainable_only = false) const {
@@ -118,6 +244,7 @@ public:
     // Training mode (dropout on, MoE noise on) for this module and all below.
     Derived& train(bool on = true) {
         training_ = on;
+        for (auto& e : extensions_) e.ext->train(on);
         auto f = [on](auto& child) { child.train(on); };
         detail::ChildWalker<decltype(f)> w{&f};
         derived().visit(w);
@@ -184,6 +311,7 @@ public:
     // Deep copy: same structure and values, independent parameters.
     Derived clone() const {
         Derived copy = derived();
+        copy.deep_copy_extensions();
         copy.for_each_parameter([](const std::string&, Var<T, D>& v) {
             v = Var<T, D>(v.value().clone(), v.requires_grad());
         });
@@ -193,6 +321,7 @@ public:
 protected:
     Module() = default;
     bool training_ = true;
+    std::vector<NamedExtension<T, D>> extensions_;
 
 private:
     Derived& derived() { return static_cast<Derived&>(*this); }
