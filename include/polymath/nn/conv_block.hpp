@@ -138,7 +138,25 @@ public:
         }
         return drop_(h);
     }
+    // With a padding mask [N, L, 1] (1 = real position, 0 = padding): every
+    // step reads its input with padded positions zeroed, so a real position
+    // sees exactly what it would see in an unpadded sequence (the convolution's
+    // own zero padding) whatever the batch's padded length; the output is
+    // zero at padded positions.
+    Var<T> forward(const Var<T>& x, const Var<T>& mask) const {
+        if (!mask.defined()) return forward(x);
+        POLYMATH_CHECK(mask.dim() == 3 && mask.size(0) == x.size(0) && mask.size(1) == x.size(1) && mask.size(2) == 1,
+                       "nn::ConvBlock", "mask ", mask.shape(), " must be [N, L, 1] for input ", x.shape());
+        Var<T> x0 = mul(x, mask);
+        Var<T> h = x0;
+        for (std::size_t i = 0; i < steps.size(); ++i) {
+            h = steps[i](mul(h, mask));
+            if (specs_[i].residual) h = add(x0, h);
+        }
+        return mul(drop_(h), mask);
+    }
     Var<T> operator()(const Var<T>& x) const { return forward(x); }
+    Var<T> operator()(const Var<T>& x, const Var<T>& mask) const { return forward(x, mask); }
     void set_generator(Generator* g) { drop_.set_generator(g); }
 
     template <class V>
