@@ -166,11 +166,18 @@ private:
         if (inflateInit2(&zs_, 16 + MAX_WBITS) != Z_OK)
             POLYMATH_THROW(op_, "'", name_, "': zlib inflateInit2 failed at offset 0");
         zinit_ = true;
-        buf_.resize(std::size_t(1) << 17);
-        buf_[0] = magic[0];
-        buf_[1] = magic[1];
-        zs_.next_in = buf_.data();
-        zs_.avail_in = 2;
+        if (file_) {
+            buf_.resize(std::size_t(1) << 17);
+            buf_[0] = magic[0];
+            buf_[1] = magic[1];
+            zs_.next_in = buf_.data();
+            zs_.avail_in = 2;
+        } else {
+            // Memory: inflate straight from the caller's bytes, no copy.
+            mem_pos_ = 0;
+            raw_eof_ = false;
+            refill();
+        }
     }
 
     // Reads raw (compressed or not) input bytes.
@@ -196,6 +203,15 @@ private:
     }
 
     void refill() {
+        if (!file_) {
+            const std::size_t got = std::min(mem_.size() - mem_pos_, std::size_t(1) << 30);
+            zs_.next_in = const_cast<unsigned char*>(mem_.data() + mem_pos_);  // zlib does not write input
+            zs_.avail_in = static_cast<uInt>(got);
+            mem_pos_ += got;
+            raw_pos_ = mem_pos_;
+            raw_eof_ = mem_pos_ == mem_.size();
+            return;
+        }
         const std::size_t got = raw_read(buf_.data(), buf_.size());
         zs_.next_in = buf_.data();
         zs_.avail_in = static_cast<uInt>(got);
@@ -208,7 +224,10 @@ private:
             finished_ = true;
             return;
         }
-        if (zs_.avail_in < 2 && !raw_eof_) {
+        if (zs_.avail_in < 2 && !raw_eof_ && !file_) {
+            mem_pos_ -= zs_.avail_in;  // back up and hand zlib the rest in one piece
+            refill();
+        } else if (zs_.avail_in < 2 && !raw_eof_) {
             // Keep the one byte and top up so that the magic can be checked.
             const unsigned char first = *zs_.next_in;
             buf_[0] = first;

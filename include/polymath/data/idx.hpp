@@ -143,11 +143,13 @@ inline IdxArray read_idx_from(ByteSource& src, std::int64_t max_items) {
 
     // Read in chunks so that a lying header cannot allocate more than the file holds.
     const std::int64_t data_offset = src.offset();
-    constexpr std::size_t kChunk = std::size_t(1) << 24;
-    out.data.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(want, kChunk)));
+    // Chunks start at 64 KiB and double up to 16 MiB, so that a short file
+    // with a large header costs little before its truncation is noticed.
+    std::size_t chunk_cap = std::size_t(1) << 16;
     while (out.data.size() < want) {
         const std::size_t old = out.data.size();
-        const std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(want - old, kChunk));
+        const std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(want - old, chunk_cap));
+        chunk_cap = std::min<std::size_t>(chunk_cap * 2, std::size_t(1) << 24);
         out.data.resize(old + chunk);
         const std::size_t got = src.read(out.data.data() + old, chunk);
         if (got < chunk) src.throw_truncated(static_cast<std::size_t>(want), "data", data_offset);
