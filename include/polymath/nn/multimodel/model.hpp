@@ -80,8 +80,8 @@ class MultiModel : public Module<MultiModel<T>, T> {
 public:
     MultiModel() = default;
     MultiModel(const MultiModelConfig& c, const std::vector<TaskSpec>& tasks, Generator& gen = default_generator())
-        : cfg_(c), encoder(c, gen), mixer(c, gen), decoder(c, gen) {
-        c.validate();
+        : encoder(checked(c), gen), mixer(c, gen), decoder(c, gen) {
+        cfg_ = c;
         POLYMATH_CHECK(!tasks.empty(), "nn::MultiModel", "needs at least one task");
         for (std::size_t i = 0; i < tasks.size(); ++i)
             for (std::size_t j = 0; j < i; ++j)
@@ -194,6 +194,10 @@ public:
     ModuleList<TaskNets<T>> task_nets;
 
 private:
+    static const MultiModelConfig& checked(const MultiModelConfig& c) {
+        c.validate();
+        return c;
+    }
     const TaskNets<T>& nets(std::size_t t) const {
         POLYMATH_CHECK(t < task_nets.size(), "nn::MultiModel", "task id ", t, " out of range for ", task_nets.size(),
                        " tasks");
