@@ -182,6 +182,19 @@ TEST_CASE("evaluate_masks: same results for 1, 2 and 3 threads as a serial loop;
         const auto r = evo::evaluate_masks(m, groups, masks, eval, threads);
         CHECK(r == serial);
     }
+    // The other two sources: a factory (one call per thread) and given workers.
+    int made = 0;
+    const auto from_factory = evo::evaluate_masks(
+        [&] {
+            ++made;
+            return m.clone();
+        },
+        groups, masks, eval, 2);
+    CHECK(made == 2);
+    CHECK(from_factory == serial);
+    std::vector<TwoLayer> workers{m.clone(), m.clone(), m.clone()};
+    CHECK(evo::evaluate_masks(workers, groups, masks, eval) == serial);
+    CHECK(evo::evaluate_masks(workers, groups, masks, eval, 2) == serial);
     CHECK(bits_of(m) == before);
     std::vector<evo::BitGenome> bad = masks;
     bad[7].pop_back();

@@ -63,6 +63,16 @@ TEST_CASE("adjacent_mutation only ever moves an index to a neighbouring value of
     CHECK(ends[3] == 0);
 }
 
+TEST_CASE("integer_range and decode map index genomes to values") {
+    const std::vector<evo::AdjacentChoice<std::int64_t>> space{evo::integer_range("layers", 2, 5),
+                                                               evo::integer_range("heads", 1, 1)};
+    CHECK(evo::choice_sizes(space) == std::vector<std::int64_t>{4, 1});
+    CHECK(evo::decode(space, {3, 0}) == std::vector<std::int64_t>{5, 1});
+    CHECK_THROWS_WITH_AS(evo::decode(space, {4, 0}), doctest::Contains("'layers': index 4 out of range for 4 values"),
+                         Error);
+    CHECK_THROWS_WITH_AS(evo::integer_range("x", 3, 2), doctest::Contains("needs lo <= hi"), Error);
+}
+
 TEST_CASE("adjacent_mutation and AdjacentChoice reject bad indices and rates") {
     Generator gen(1);
     evo::Rng rng(gen);

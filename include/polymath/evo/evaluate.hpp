@@ -3,7 +3,7 @@
 //   evo::parallel_evaluate(n, [&](std::size_t i) { objs[i] = f(pop[i]); }, threads);
 //
 // Runs body(i) for i in [0, n) on `threads` threads (0: polymath::num_threads())
-// with oneTBB (serially without it). Each call writes only its own slot, so
+// with oneTBB, in an arena of that size (serially without oneTBB). Each call writes only its own slot, so
 // the results are identical for any thread count as long as body(i) depends
 // only on i. An exception thrown by any body propagates to the caller (oneTBB
 // cancels the rest and rethrows one of them).
@@ -32,16 +32,15 @@ void parallel_evaluate(std::size_t n, Body&& body, int threads = 0) {
     const int t = resolve_threads(threads);
     if (n == 0) return;
 #if POLYMATH_HAS_TBB
-    if (t > 1 && n > 1) {
-        // Own arena: the caller's thread limit applies to this call only.
-        tbb::task_arena arena(t);
-        arena.execute([&] {
-            tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, 1), [&](const tbb::blocked_range<std::size_t>& r) {
-                for (std::size_t i = r.begin(); i != r.end(); ++i) body(i);
-            });
+    // Own arena of `threads` slots: it bounds this call's threads, the
+    // kernels the body runs included (with 1, everything stays on the caller).
+    tbb::task_arena arena(t);
+    arena.execute([&] {
+        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, 1), [&](const tbb::blocked_range<std::size_t>& r) {
+            for (std::size_t i = r.begin(); i != r.end(); ++i) body(i);
         });
-        return;
-    }
+    });
+    return;
 #endif
     for (std::size_t i = 0; i < n; ++i) body(i);
 }

@@ -66,6 +66,25 @@ struct AdjacentChoice {
     }
 };
 
+// An integer gene over [lo, hi] as a list (adjacent mutation then moves by 1).
+inline AdjacentChoice<std::int64_t> integer_range(std::string name, std::int64_t lo, std::int64_t hi) {
+    POLYMATH_CHECK(lo <= hi, "evo::integer_range", "'", name, "': needs lo <= hi, got [", lo, ", ", hi, "]");
+    AdjacentChoice<std::int64_t> c{std::move(name), {}};
+    for (std::int64_t v = lo; v <= hi; ++v) c.values.push_back(v);
+    return c;
+}
+
+// The values an index genome selects.
+template <class V>
+std::vector<V> decode(const std::vector<AdjacentChoice<V>>& space, const IndexGenome& g) {
+    POLYMATH_CHECK(g.size() == space.size(), "evo::decode", "genome has ", g.size(), " genes but the space has ",
+                   space.size(), " choices");
+    std::vector<V> out;
+    out.reserve(g.size());
+    for (std::size_t i = 0; i < g.size(); ++i) out.push_back(space[i].at(g[i]));
+    return out;
+}
+
 // The sizes of a list of choices (what the index operators need).
 template <class V>
 std::vector<std::int64_t> choice_sizes(const std::vector<AdjacentChoice<V>>& space) {

@@ -37,6 +37,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <functional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -297,8 +298,12 @@ template <class M>
 MaskGuard(M&, const ParameterGroups&, const BitGenome&) -> MaskGuard<typename M::value_type>;
 
 // eval(worker_model, i) for every masks[i], with masks[i] applied to the
-// worker's model for the duration of the call; workers.size() threads, worker
-// w takes the w-th contiguous block of the masks. Results are in mask order
+// worker's model for the duration of the call; workers.size() threads (in a
+// oneTBB arena of that size, which also bounds the kernels eval runs), worker
+// w takes the w-th contiguous block of the masks. Blocks rather than
+// work-stealing over individuals because a thread that waits inside a nested
+// parallel kernel may pick up another task: with one block per model, no
+// model is ever used by two evaluations at once. Results are in mask order
 // and independent of the thread count when eval depends only on (model, i).
 template <class M, class Eval>
 auto evaluate_masks_on(std::vector<M>& workers, const ParameterGroups& groups, const std::vector<BitGenome>& masks,
@@ -318,34 +323,73 @@ auto evaluate_masks_on(std::vector<M>& workers, const ParameterGroups& groups, c
         }
     };
 #if POLYMATH_HAS_TBB
-    if (w > 1) {
-        tbb::task_arena arena(static_cast<int>(w));
-        arena.execute([&] {
-            tbb::parallel_for(
-                tbb::blocked_range<std::size_t>(0, w, 1),
-                [&](const tbb::blocked_range<std::size_t>& r) {
-                    for (std::size_t b = r.begin(); b != r.end(); ++b) run_block(b);
-                },
-                tbb::simple_partitioner());
-        });
-        return out;
-    }
+    // Each worker's kernels run on the worker's own thread (a one-slot arena):
+    // the parallelism is across individuals, and kernels splitting into tasks
+    // that wait for a thread busy with another individual only cost time.
+    auto run_block_alone = [&](std::size_t b) {
+        tbb::task_arena alone(1);
+        alone.execute([&] { run_block(b); });
+    };
+#else
+    auto run_block_alone = run_block;
 #endif
-    for (std::size_t b = 0; b < w; ++b) run_block(b);
+#if POLYMATH_HAS_TBB
+    // The arena bounds every thread of the evaluation, the kernels inside
+    // eval included: with one worker, eval's own parallel_for calls stay on
+    // the calling thread.
+    tbb::task_arena arena(static_cast<int>(w));
+    arena.execute([&] {
+        tbb::parallel_for(
+            tbb::blocked_range<std::size_t>(0, w, 1),
+            [&](const tbb::blocked_range<std::size_t>& r) {
+                for (std::size_t b = r.begin(); b != r.end(); ++b) run_block_alone(b);
+            },
+            tbb::simple_partitioner());
+    });
+    return out;
+#endif
+    for (std::size_t b = 0; b < w; ++b) run_block_alone(b);
     return out;
 }
 
-// Same, with `threads` clones of `model` (0: polymath::num_threads(); never
-// more clones than masks). The model itself is never modified.
-template <class M, class Eval>
-auto evaluate_masks(const M& model, const ParameterGroups& groups, const std::vector<BitGenome>& masks, Eval&& eval,
+namespace detail {
+template <class X>
+struct is_std_vector : std::false_type {};
+template <class X, class A>
+struct is_std_vector<std::vector<X, A>> : std::true_type {};
+}  // namespace detail
+
+// The population front end. `source` is one of
+//   a model (any nn::Module): `threads` clones of it are made (0: polymath::
+//       num_threads(); never more than there are masks); the model itself is
+//       never modified;
+//   a factory, callable with no arguments and returning a model: called once
+//       per thread (e.g. to build and load a model inside each worker's memory);
+//   a std::vector of models: used as the workers, at most `threads` of them
+//       (0: all).
+// In every case the cost is one model per thread, not per individual.
+template <class Source, class Eval>
+auto evaluate_masks(Source&& source, const ParameterGroups& groups, const std::vector<BitGenome>& masks, Eval&& eval,
                     int threads = 0) {
+    using S = std::remove_cvref_t<Source>;
     const auto t = static_cast<std::size_t>(resolve_threads(threads));
-    std::vector<M> workers;
-    const std::size_t w = std::min(t, std::max<std::size_t>(masks.size(), 1));
-    workers.reserve(w);
-    for (std::size_t i = 0; i < w; ++i) workers.push_back(model.clone());
-    return evaluate_masks_on(workers, groups, masks, std::forward<Eval>(eval));
+    const std::size_t cap = std::max<std::size_t>(masks.size(), 1);
+    if constexpr (detail::is_std_vector<S>::value) {
+        POLYMATH_CHECK(!source.empty(), "evo::evaluate_masks", "no worker models given");
+        const std::size_t w = std::min({threads == 0 ? source.size() : t, source.size(), cap});
+        if (w == source.size()) return evaluate_masks_on(source, groups, masks, std::forward<Eval>(eval));
+        std::vector<typename S::value_type> some(source.begin(), source.begin() + static_cast<std::ptrdiff_t>(w));
+        return evaluate_masks_on(some, groups, masks, std::forward<Eval>(eval));  // copies share parameters
+    } else if constexpr (std::is_invocable_v<S&>) {
+        using M = std::remove_cvref_t<std::invoke_result_t<S&>>;
+        std::vector<M> workers;
+        for (std::size_t i = 0; i < std::min(t, cap); ++i) workers.push_back(source());
+        return evaluate_masks_on(workers, groups, masks, std::forward<Eval>(eval));
+    } else {
+        std::vector<S> workers;
+        for (std::size_t i = 0; i < std::min(t, cap); ++i) workers.push_back(source.clone());
+        return evaluate_masks_on(workers, groups, masks, std::forward<Eval>(eval));
+    }
 }
 
 }  // namespace polymath::evo
