@@ -364,14 +364,14 @@ TEST_CASE("VPT-deep: the first target prepends, later targets replace the prompt
     CHECK_MESSAGE(gc.ok, gc.report);
 }
 
-TEST_CASE("AIM axis adapters: temporal mixes frames of one token position, spatial mixes tokens of one frame") {
+TEST_CASE("AIM axis adapters: temporal mixes frames of one token position, spatial the tokens of one frame, joint a clip") {
     Generator g(14);
     // A sublayer that mixes along the sequence axis: s + mean over the sequence.
     auto mix = [](const Var<double>& s) { return add(s, mean(s, {1}, true)); };
     const Var<double> x(Tensor<double>::randn({2, 3, 4, 5}, g));  // B=2, T=3, N=4, d=5
     Tensor<double> bumped = x.value().clone();
     bumped.data()[((1 * 3 + 0) * 4 + 1) * 5 + 2] += 1.0;  // clip 1, frame 0, token 1, channel 2
-    for (auto axis : {peft::Axis::Temporal, peft::Axis::Spatial}) {
+    for (auto axis : {peft::Axis::Temporal, peft::Axis::Spatial, peft::Axis::Joint}) {
         peft::AxisAdapter<double> a(axis, 5, 2, g);
         const Tensor<double> y0 = a(x, mix).value().contiguous();
         const Tensor<double> y1 = a(Var<double>(bumped), mix).value().contiguous();
@@ -382,9 +382,11 @@ TEST_CASE("AIM axis adapters: temporal mixes frames of one token position, spati
                     const std::int64_t i = ((1 * 3 + t) * 4 + n) * 5 + c;
                     d = std::max(d, std::fabs(y1.data()[i] - y0.data()[i]));
                 }
-                const bool reached = axis == peft::Axis::Temporal ? n == 1 : t == 0;
+                const bool reached = axis == peft::Axis::Temporal ? n == 1 : axis == peft::Axis::Spatial ? t == 0 : true;
                 CHECK_MESSAGE((d > 0) == reached, "t=", t, " n=", n);
             }
+        // Clip 0 never sees clip 1's tokens, on any axis.
+        CHECK(same_values(y0.narrow(0, 0, 1).contiguous(), y1.narrow(0, 0, 1).contiguous()));
         // Zero-initialised up-projection: the adapter adds nothing yet.
         const Tensor<double> ref = peft::from_axis(mix(peft::to_axis(x, axis)), axis, x.shape()).value().contiguous();
         CHECK(same_values(y0, ref));
@@ -420,4 +422,27 @@ TEST_CASE("clone() deep-copies adapters and LoRA; state_dict carries them by nam
     CHECK(ad->up.weight.value().data()[0] == 0.0f);
     m.eval();
     CHECK_FALSE(orig->is_training());
+}
+
+TEST_CASE("LoRA dropout acts on the low-rank path in training mode only") {
+    Generator g(16);
+    nn::Linear<double> fc(6, 4, {}, g);
+    Generator drop_gen(99);
+    fc.add_lora({.rank = 2, .alpha = 2, .dropout = 0.5, .dropout_gen = &drop_gen}, g);
+    randomize(fc.lora_B, g);
+    const Var<double> x(Tensor<double>::randn({3, 6}, g));
+    // Independent reference: x Wᵀ + b + (alpha / r) (x Aᵀ) Bᵀ with plain tensor ops.
+    const Tensor<double> ref = ops::add(
+        ops::add(ops::matmul(x.value(), fc.weight.value().t()), fc.bias.value()),
+        ops::mul_scalar(ops::matmul(ops::matmul(x.value(), fc.lora_A.value().t()), fc.lora_B.value().t()), 1.0));
+    fc.eval();
+    CHECK(max_abs_diff(fc(x).value(), ref) <= 1e-12);
+    fc.train();
+    const Tensor<double> t1 = fc(x).value().clone();
+    CHECK(max_abs_diff(t1, ref) > 1e-6);  // some inputs of the LoRA path were dropped
+    drop_gen = Generator(99);
+    CHECK(same_values(fc(x).value(), t1));  // same stream, same mask
+    // Base path untouched by dropout: with B = 0 training output equals x Wᵀ + b exactly.
+    Tensor<double>(fc.lora_B.value()).fill_(0.0);
+    CHECK(same_values(fc(x).value(), ops::add(ops::matmul(x.value(), fc.weight.value().t()), fc.bias.value())));
 }
