@@ -5,8 +5,8 @@
 //   double hv = evo::hypervolume({{1, 3}, {2, 2}, {3, 1}}, {4, 4});   // 6
 //
 // Points that are not strictly better than the reference in every objective
-// bound no volume and are ignored (as in pagmo), as are dominated points and
-// duplicates. NaN anywhere, a reference point of the wrong size, or M outside
+// bound no volume and are ignored (pagmo instead rejects a reference point
+// that some point does not dominate), as are dominated points and duplicates. NaN anywhere, a reference point of the wrong size, or M outside
 // {2, 3} throw polymath::Error.
 //
 // 2-D: sort by the first objective and sweep, O(n log n).
