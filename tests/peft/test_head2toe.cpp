@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <iomanip>
+#include <sstream>
 #include <string>
 
 #include "peft_test_util.hpp"
@@ -118,7 +120,11 @@ TEST_CASE("sweep: accuracy vs fraction kept on synthetic layers, probe sizes mat
     CHECK(rows[1].groups_kept == 2);
     CHECK(rows[2].features_kept == 16);
     CHECK(rows[0].test_accuracy > 0.95);  // the informative group alone separates the classes
-    for (const auto& r : rows) MESSAGE("fraction ", r.fraction, " test accuracy ", r.test_accuracy);
+    const std::string table = h2t::format_sweep({rows[0]});
+    CHECK(table ==
+          "| fraction | groups | features | probe params | train acc | test acc |\n"
+          "|---:|---:|---:|---:|---:|---:|\n"
+          "| 0.250 | 1 | 4 | 10 | " + [&] { std::ostringstream o; o << std::fixed << std::setprecision(4) << rows[0].train_accuracy << " | " << rows[0].test_accuracy; return o.str(); }() + " |\n");
 }
 
 TEST_CASE("MixGen blends the first M images with their partners i+M and concatenates the texts") {

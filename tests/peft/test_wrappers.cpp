@@ -446,3 +446,25 @@ TEST_CASE("LoRA dropout acts on the low-rank path in training mode only") {
     Tensor<double>(fc.lora_B.value()).fill_(0.0);
     CHECK(same_values(fc(x).value(), ops::add(ops::matmul(x.value(), fc.weight.value().t()), fc.bias.value())));
 }
+
+TEST_CASE("training only the LoRA factors and adapters of a frozen model lowers the loss on a new task") {
+    Generator g(17);
+    Encoder<float> m(4, 8, 3, 1, g);
+    peft::add_lora(m, "blocks.*.attention|head", 2, 4.0, g);
+    peft::add_adapters(m, "blocks.*.fc", {.bottleneck = 4}, g);
+    peft::freeze_base(m);
+    optim::Adam<float> opt(m.named_parameters(/*trainable_only=*/true), {.lr = 2e-2});
+    const Var<float> x(Tensor<float>::randn({16, 5, 4}, g));
+    std::vector<std::int64_t> yv;
+    for (int i = 0; i < 16; ++i) yv.push_back(i % 3);
+    const Tensor<std::int64_t> y = Tensor<std::int64_t>::from_vector(yv);
+    float first = 0, last = 0;
+    for (int step = 0; step < 60; ++step) {
+        opt.zero_grad();
+        Var<float> loss = cross_entropy(m(x), y);
+        loss.backward();
+        opt.step();
+        (step == 0 ? first : last) = loss.item();
+    }
+    CHECK(last < 0.5f * first);
+}

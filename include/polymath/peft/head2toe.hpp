@@ -29,7 +29,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <iomanip>
 #include <numeric>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -288,6 +290,19 @@ struct SweepOptions {
     ProbeOptions select{.lambda = 1e-3};  // the group-lasso probe
     ProbeOptions final{};                 // the retrained probe (lambda ignored: 0)
 };
+
+// The sweep as a Markdown table (accuracy vs fraction of feature groups kept).
+inline std::string format_sweep(const std::vector<SweepRow>& rows) {
+    std::ostringstream os;
+    os << "| fraction | groups | features | probe params | train acc | test acc |\n"
+       << "|---:|---:|---:|---:|---:|---:|\n";
+    os << std::fixed;
+    for (const auto& r : rows)
+        os << "| " << std::setprecision(3) << r.fraction << " | " << r.groups_kept << " | " << r.features_kept << " | "
+           << r.probe_parameters << " | " << std::setprecision(4) << r.train_accuracy << " | " << r.test_accuracy
+           << " |\n";
+    return os.str();
+}
 
 // Steps 2-4 of the file comment for each fraction.
 template <class T>
