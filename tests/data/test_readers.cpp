@@ -144,6 +144,12 @@ TEST_CASE("ByteSource reads memory raw and gzip to the same bytes, and concatena
     Bytes twice = text;
     twice.insert(twice.end(), text.begin(), text.end());
     CHECK(pd::read_bytes(span_of(two), "two", "t") == twice);
+    // The same through a file (the file path refills zlib from a buffer).
+    TempDir t;
+    CHECK(pd::read_bytes(t.write("two.gz", two), "t") == twice);
+    CHECK(pd::read_bytes(t.write("raw.txt", text), "t") == text);
+    CHECK(pd::read_bytes(t.write("one.txt", Bytes{'x'}), "t") == Bytes{'x'});  // shorter than the gzip magic
+    CHECK(pd::read_bytes(t.write("empty.txt", Bytes{}), "t").empty());
 }
 
 TEST_CASE("ByteSource reports a gzip stream cut before its trailer with the name and decompressed offset") {
@@ -256,6 +262,11 @@ TEST_CASE("load_cifar10 concatenates data_batch_1..5 in order when present, pref
     CHECK(b.labels.to_vector() == std::vector<std::int64_t>{3, 4, 8});
     CHECK(int(b.images.data()[2 * 3072]) == 2);  // first pixel of the third image, from batch 2
     CHECK_THROWS_WITH_AS(pd::load_cifar10(t.dir.string(), false), doctest::Contains("no CIFAR-10 test files"), Error);
+    // A gzip-compressed test batch is found by its .bin.gz name.
+    Bytes tb(3073, 5);
+    tb[0] = 7;
+    t.write_gz("test_batch.bin.gz", tb);
+    CHECK(pd::load_cifar10(t.dir.string(), false).labels.to_vector() == std::vector<std::int64_t>{7});
 }
 
 TEST_CASE("corrupt CIFAR-10 batches throw naming the file and the offset of the bad record") {
