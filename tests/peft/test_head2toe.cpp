@@ -93,6 +93,11 @@ TEST_CASE("group lasso: a large penalty zeroes every group exactly; a moderate o
     CHECK(norms[2] > 0.1);
     for (int k : {0, 1, 3}) CHECK(norms[std::size_t(k)] < 0.25 * norms[2]);
     CHECK(h2t::select_groups(norms, 0.25) == std::vector<std::size_t>{2});
+    // Groups outside the features are an Error, not an out-of-bounds read.
+    auto bad = tr.groups;
+    bad[3].size = 5;
+    CHECK_THROWS_WITH_AS(h2t::train_probe(tr.x, y, 2, bad, {.steps = 1}),
+                         doctest::Contains("group 'layer3' (offset 12, size 5)"), Error);
 }
 
 TEST_CASE("select_groups keeps exactly round(fraction · G) groups, ties to the lower index") {

@@ -184,9 +184,18 @@ struct Probe {
     std::int64_t num_parameters() const { return weight.numel() + bias.numel(); }
 };
 
+// Throws unless every group is a non-empty row range inside [0, rows).
+inline void check_groups(const std::vector<Group>& groups, std::int64_t rows, const char* op) {
+    for (const auto& g : groups)
+        POLYMATH_CHECK(g.size > 0 && g.offset >= 0 && g.offset + g.size <= rows, op, "group '", g.name, "' (offset ",
+                       g.offset, ", size ", g.size, ") does not lie inside the ", rows, " feature rows");
+}
+
 // The L2 norm of each group's rows of w [F, K] (groups index w's rows).
 template <class T>
 std::vector<double> group_norms(const Tensor<T>& w, const std::vector<Group>& groups) {
+    POLYMATH_CHECK(w.dim() == 2, "head2toe::group_norms", "weight ", w.shape(), " must be [F, K]");
+    check_groups(groups, w.size(0), "head2toe::group_norms");
     const Tensor<T> c = w.contiguous();
     const std::int64_t K = c.size(1);
     std::vector<double> out;
@@ -228,6 +237,7 @@ Probe<T> train_probe(const Tensor<T>& x, const Tensor<std::int64_t>& y, std::int
     Probe<T> probe;
     probe.columns = columns;
     const std::int64_t F = std::int64_t(columns.size()), N = x.size(0);
+    check_groups(groups, F, "head2toe::train_probe");
     const Tensor<T> xs = columns.size() == std::size_t(x.size(1))
                              ? x.contiguous()
                              : ops::index_select(x, 1, Tensor<std::int64_t>::from_vector(columns)).contiguous();
