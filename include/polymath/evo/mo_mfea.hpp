@@ -271,9 +271,14 @@ public:
                            k * per);
             const auto seed = j.at("seed").get<std::uint64_t>();
             const auto offset = j.at("offset").get<std::uint64_t>();
+            const auto generation = j.at("generation").get<std::size_t>();
+            const auto evaluations = j.at("evaluations").get<std::size_t>();
+            POLYMATH_CHECK(offset % 4 == 0, op, "'", path, "': generator offset ", offset,
+                           " is not a multiple of 4");
+            // Everything parsed: only now is the state replaced.
             restore_generator(gen_, seed, offset);
-            generation_ = j.at("generation").get<std::size_t>();
-            evaluations_ = j.at("evaluations").get<std::size_t>();
+            generation_ = generation;
+            evaluations_ = evaluations;
             pop_ = std::move(pop);
             initialized_ = true;
         } catch (const nlohmann::json::exception& e) {
