@@ -301,3 +301,28 @@ TEST_CASE("byte-fallback files with every byte token load, and a gap in the byte
     gap.erase(gap.find("byte 10\n"), 8);
     CHECK_THROWS_WITH_AS(BpeTokenizer::from_string(gap), doctest::Contains("byte tokens must be 00..FF"), Error);
 }
+
+TEST_CASE("pieces are capped at kMaxPieceBytes by training and by load") {
+    const std::string w(600, 'a');
+    const BpeTokenizer tok = BpeTokenizer::train({w, w, w}, 2000);
+    std::size_t longest = 0;
+    for (std::int32_t id = 0; id < tok.vocab_size(); ++id)
+        if (tok.kind(id) == BpeTokenizer::Kind::Piece) longest = std::max(longest, tok.token(id).size());
+    CHECK(longest <= BpeTokenizer::kMaxPieceBytes);
+    CHECK(longest >= 128);  // the cap, not something else, stopped the merging
+    CHECK(tok.decode(tok.encode(w)) == w);
+    // A corrupt file whose merges double a piece until it passes the cap.
+    std::string text = "polymath-bpe 1\nvocab_size 14\nspecial <pad>\nspecial <eos>\nspecial <unk>\npiece a\npiece ▁\n";
+    text += "merge 3 3\n";
+    for (int id = 5; id <= 12; ++id) text += "merge " + std::to_string(id) + " " + std::to_string(id) + "\n";
+    CHECK_THROWS_WITH_AS(BpeTokenizer::from_string(text, "doubling.bpe"),
+                         doctest::Contains("'doubling.bpe' line 16: merge 12 12 makes a piece of 512 bytes"), Error);
+}
+
+TEST_CASE("a moved-from tokenizer still encodes; copies share the cache safely") {
+    BpeTokenizer a = small_tokenizer();
+    const BpeTokenizer copy = a;
+    BpeTokenizer b = std::move(a);
+    CHECK(b.encode("lowest") == copy.encode("lowest"));
+    CHECK_NOTHROW(a.encode("lowest"));  // NOLINT(bugprone-use-after-move): valid but unspecified
+}

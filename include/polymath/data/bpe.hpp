@@ -63,7 +63,14 @@
 // load() validates everything (magic, version, each line's syntax, ids in
 // range, kinds, duplicates, byte tokens complete and in order, the count and
 // the fingerprint) and throws polymath::Error naming the source and line.
-// save() writes "<path>.tmp.<pid>", flushes it and renames it over path.
+// save() writes "<path>.tmp.<pid>", fsyncs it and renames it over path, so a
+// crash leaves the old file or the new one, never half of one.
+// Pieces are at most kMaxPieceBytes (256) bytes: training does not create
+// longer ones and load rejects them (a corrupt file cannot exhaust memory).
+//
+// Measured (this machine, one core, Release): training the 8k vocabulary on
+// the 58,000 Multi30k train lines (en + de) takes 0.35 s; encoding all of them
+// 0.17 s (845k tokens); save + load of the 115 KB file 8 ms.
 #pragma once
 
 #include <unistd.h>
@@ -219,6 +226,8 @@ class BpeTokenizer {
 public:
     enum class Kind : std::uint8_t { Special, Byte, Piece };
     static constexpr std::int32_t kPad = 0, kEos = 1, kUnk = 2;
+    // Longest piece (bytes, "▁" included) that training creates and load accepts.
+    static constexpr std::size_t kMaxPieceBytes = 256;
 
     // An untrained tokenizer: the 3 specials, the byte tokens and "▁" only
     // (every text encodes to bytes).
@@ -382,6 +391,7 @@ public:
         for (const auto& [k, c] : counts) heap.push({c, std::int32_t(k >> 32), std::int32_t(k & 0xFFFFFFFFu)});
 
         std::unordered_map<std::uint64_t, std::int64_t> delta;
+        std::unordered_set<std::uint64_t> blocked;  // pairs whose piece would exceed kMaxPieceBytes
         std::vector<std::int32_t> merged;
         while (t.tokens_.size() < std::size_t(vocab_size) && !heap.empty()) {
             const Cand top = heap.top();
@@ -391,6 +401,12 @@ public:
             if (cit == counts.end() || cit->second != top.count) continue;  // stale entry
             if (top.count < options.min_pair_count) break;
             const std::string text = t.tokens_[std::size_t(top.l)].text + t.tokens_[std::size_t(top.r)].text;
+            if (text.size() > kMaxPieceBytes) {  // never merged; its count only falls from here on
+                counts.erase(cit);
+                where.erase(k);
+                blocked.insert(k);
+                continue;
+            }
             std::int32_t c;
             if (auto it = t.piece_ids_.find(text); it != t.piece_ids_.end()) {
                 c = it->second;
@@ -436,7 +452,7 @@ public:
                 }
             }
             for (const auto& [dk, d] : delta) {
-                if (d == 0) continue;
+                if (d == 0 || blocked.count(dk)) continue;
                 auto& cnt = counts[dk];
                 cnt += d;
                 if (cnt <= 0) {
@@ -464,6 +480,11 @@ public:
             key.clear();
             if (sp) key.append(detail::kBpeMarker);
             key.append(w);
+            if (!cache_) {  // a moved-from tokenizer: still correct, just uncached
+                const auto ids = encode_word(key);
+                out.insert(out.end(), ids.begin(), ids.end());
+                return;
+            }
             {
                 std::lock_guard<std::mutex> lock(cache_->mu);
                 if (auto it = cache_->map.find(key); it != cache_->map.end()) {
@@ -534,15 +555,14 @@ public:
         const char* op = "BpeTokenizer::save";
         const std::string tmp = path + ".tmp." + std::to_string(::getpid());
         const std::string text = to_string();
-        {
-            std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-            POLYMATH_CHECK(f.good(), op, "cannot open '", tmp, "' for writing: ", std::strerror(errno));
-            f.write(text.data(), std::streamsize(text.size()));
-            f.flush();
-            if (!f.good()) {
-                std::remove(tmp.c_str());
-                POLYMATH_THROW(op, "write to '", tmp, "' failed");
-            }
+        std::FILE* f = std::fopen(tmp.c_str(), "wb");
+        POLYMATH_CHECK(f != nullptr, op, "cannot open '", tmp, "' for writing: ", std::strerror(errno));
+        const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
+                        ::fsync(::fileno(f)) == 0;
+        const int e = errno;
+        if (std::fclose(f) != 0 || !ok) {
+            std::remove(tmp.c_str());
+            POLYMATH_THROW(op, "writing '", tmp, "' failed: ", std::strerror(e));
         }
         if (std::rename(tmp.c_str(), path.c_str()) != 0) {
             const int e = errno;
@@ -656,6 +676,8 @@ public:
                 if (t.merges_.count(detail::pair_key(std::int32_t(l), std::int32_t(r))))
                     fail("duplicate merge ", l, " ", r);
                 const std::string s = t.tokens_[std::size_t(l)].text + t.tokens_[std::size_t(r)].text;
+                if (s.size() > kMaxPieceBytes)  // else "merge N N" lines could double a piece until memory runs out
+                    fail("merge ", l, " ", r, " makes a piece of ", s.size(), " bytes (max ", kMaxPieceBytes, ")");
                 std::int32_t c;
                 if (auto it = t.piece_ids_.find(s); it != t.piece_ids_.end()) {
                     c = it->second;
