@@ -166,6 +166,29 @@ TEST_CASE("checkpoint resume is bit-identical to an uninterrupted run") {
     m3.run();
     check_same_population(m1, m3);
     std::filesystem::remove(mpath);
+
+    // MFEA (costs per task, skill factors, scalar fitness).
+    const std::string fpath = temp_path("mfea.json");
+    const evo::RealVariation reals{evo::RealBounds(8, 0.0, 1.0)};
+    evo::Mfea f1(TwoSpheres{}, reals, {.population = 30, .generations = 14, .seed = 8});
+    f1.run();
+    evo::Mfea f2(TwoSpheres{}, reals, {.population = 30, .generations = 6, .seed = 8});
+    f2.run();
+    f2.save(fpath);
+    evo::Mfea f3(TwoSpheres{}, reals, {.population = 30, .generations = 14, .seed = 0});
+    f3.load(fpath);
+    f3.run();
+    REQUIRE(f1.population().size() == f3.population().size());
+    for (std::size_t i = 0; i < f1.population().size(); ++i) {
+        CHECK(f1.population()[i].genome == f3.population()[i].genome);
+        CHECK(f1.population()[i].costs == f3.population()[i].costs);
+        CHECK(f1.population()[i].skill == f3.population()[i].skill);
+        CHECK(f1.population()[i].fitness == f3.population()[i].fitness);
+    }
+    CHECK(f1.evaluations() == f3.evaluations());
+    evo::Mfea other(TwoSpheres{}, reals, {.population = 31});
+    CHECK_THROWS_WITH_AS(other.load(fpath), doctest::Contains("holds 2 tasks and 30 individuals"), Error);
+    std::filesystem::remove(fpath);
 }
 
 TEST_CASE("checkpoint load rejects missing, malformed and mismatched files, naming the path") {

@@ -23,8 +23,8 @@
 // parent a or b with probability 1/2); offspring evaluated only on their
 // imitated task; elitist survival of the `population` best scalar fitnesses
 // over parents + offspring (ties by index). The initial population is
-// evaluated on every task. Evaluation is parallel and deterministic as in
-// MO-MFEA (evo/mo_mfea.hpp).
+// evaluated on every task. Evaluation is parallel and deterministic, and
+// save()/load() resume bit-identically, as in MO-MFEA (evo/mo_mfea.hpp).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -33,11 +33,13 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "polymath/core/error.hpp"
 #include "polymath/core/philox.hpp"
+#include "polymath/evo/checkpoint.hpp"
 #include "polymath/evo/evaluate.hpp"
 #include "polymath/evo/progress.hpp"
 #include "polymath/evo/rng.hpp"
@@ -175,6 +177,76 @@ public:
         for (std::size_t i = 1; i < pop_.size(); ++i)
             if (pop_[i].costs[task] < pop_[b].costs[task]) b = i;
         return pop_[b];
+    }
+
+    // ---- checkpoints (as MoMfea: exact, atomic; see evo/checkpoint.hpp) -------
+    void save(const std::string& path) const {
+        POLYMATH_CHECK(initialized_, "evo::Mfea::save", "nothing to save to '", path,
+                       "': the population is not initialized");
+        nlohmann::json j;
+        j["format"] = "polymath.evo.Mfea";
+        j["version"] = 1;
+        j["num_tasks"] = tasks_;
+        j["population"] = opt_.population;
+        j["generation"] = generation_;
+        j["evaluations"] = evaluations_;
+        j["seed"] = gen_.seed();
+        j["offset"] = gen_.offset();
+        nlohmann::json pop = nlohmann::json::array();
+        for (const auto& m : pop_) {
+            nlohmann::json e;
+            e["skill"] = m.skill;
+            e["fitness"] = double_bits(m.fitness);
+            e["costs"] = doubles_to_json(m.costs);
+            e["genome"] = genome_to_json(m.genome);
+            pop.push_back(std::move(e));
+        }
+        j["individuals"] = std::move(pop);
+        write_file_atomic(path, j.dump());
+    }
+
+    // Replaces the state with the checkpoint's (nothing changes on error).
+    void load(const std::string& path) {
+        static constexpr const char* op = "evo::Mfea::load";
+        nlohmann::json j;
+        try {
+            j = nlohmann::json::parse(read_file(path, op));
+        } catch (const nlohmann::json::exception& e) {
+            POLYMATH_THROW(op, "'", path, "' is not valid JSON: ", e.what());
+        }
+        try {
+            POLYMATH_CHECK(j.value("format", "") == "polymath.evo.Mfea" && j.value("version", 0) == 1, op, "'", path,
+                           "' is not a version-1 Mfea checkpoint");
+            const auto k = j.at("num_tasks").get<std::size_t>();
+            const auto n = j.at("population").get<std::size_t>();
+            POLYMATH_CHECK(k == tasks_ && n == opt_.population, op, "'", path, "' holds ", k, " tasks and ", n,
+                           " individuals, this run has ", tasks_, " and ", opt_.population);
+            std::vector<Member> pop;
+            for (const auto& e : j.at("individuals")) {
+                Member m;
+                m.skill = e.at("skill").get<std::size_t>();
+                POLYMATH_CHECK(m.skill < tasks_, op, "task id ", m.skill, " out of range for ", tasks_, " tasks");
+                m.fitness = double_from_bits(e.at("fitness").get<std::string>(), op);
+                m.costs = doubles_from_json(e.at("costs"), op);
+                POLYMATH_CHECK(m.costs.size() == tasks_, op, "an individual has ", m.costs.size(), " costs for ",
+                               tasks_, " tasks");
+                m.genome = GenomeCodec<Genome>::from_json(e.at("genome"), op);
+                pop.push_back(std::move(m));
+            }
+            POLYMATH_CHECK(pop.size() == n, op, "'", path, "' lists ", pop.size(), " individuals, expected ", n);
+            const auto seed = j.at("seed").get<std::uint64_t>();
+            const auto offset = j.at("offset").get<std::uint64_t>();
+            const auto generation = j.at("generation").get<std::size_t>();
+            const auto evaluations = j.at("evaluations").get<std::size_t>();
+            POLYMATH_CHECK(offset % 4 == 0, op, "'", path, "': generator offset ", offset, " is not a multiple of 4");
+            restore_generator(gen_, seed, offset);
+            generation_ = generation;
+            evaluations_ = evaluations;
+            pop_ = std::move(pop);
+            initialized_ = true;
+        } catch (const nlohmann::json::exception& e) {
+            POLYMATH_THROW(op, "'", path, "' is malformed: ", e.what());
+        }
     }
 
 private:
