@@ -5,8 +5,11 @@
 // (stdlib only: sacreBLEU 2.x's 13a tokenizer and BLEU written out with Python's
 // re and str.split, sharing no code with the C++), pasted verbatim.
 #include <doctest/doctest.h>
+#include <zlib.h>
 
 #include <array>
+#include <cstdlib>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,31 @@ using polymath::data::corpus_bleu_multi;
 using polymath::data::tokenize_13a;
 
 namespace {
+
+std::string source_dir() {
+    if (const char* e = std::getenv("POLYMATH_SOURCE_DIR")) return e;
+#ifdef POLYMATH_SOURCE_DIR
+    return POLYMATH_SOURCE_DIR;
+#else
+    return ".";
+#endif
+}
+
+// Lines of a Multi30k file (gzip), as Python's f.read().split('\n')[:-1].
+std::vector<std::string> read_gz(const std::string& name) {
+    const std::string path = source_dir() + "/data/translation/" + name;
+    gzFile f = gzopen(path.c_str(), "rb");
+    REQUIRE_MESSAGE(f != nullptr, "cannot open ", path);
+    std::string all;
+    char buf[1 << 16];
+    int n;
+    while ((n = gzread(f, buf, sizeof buf)) > 0) all.append(buf, std::size_t(n));
+    gzclose(f);
+    std::vector<std::string> lines;
+    std::istringstream is(all);
+    for (std::string l; std::getline(is, l);) lines.push_back(l);
+    return lines;
+}
 
 std::string joined(const std::string& s) {
     std::string out;
@@ -159,4 +187,30 @@ TEST_CASE("corpus BLEU rejects mismatched or empty inputs") {
     // An empty reference next to a non-empty one is dropped, as in sacreBLEU.
     CHECK(corpus_bleu_multi({"a b c d"}, {{""}, {"a b c d"}}).score ==
           doctest::Approx(100.0));
+}
+
+TEST_CASE("corpus BLEU on Multi30k text matches the reference") {
+    // multi30k_de score=0.26813180156950056 counts=[1769, 86, 8, 0] totals=[10755, 9755, 8755, 7755]
+    //   precisions=[16.448163644816365, 0.8815991799077396, 0.09137635636778983, 0.006447453255963894]
+    //   bp=0.8819534584529244 sys_len=10755 ref_len=12106
+    check(corpus_bleu(read_gz("test_2017_flickr.de.gz"), read_gz("test_2016_flickr.de.gz")),
+          {0.26813180156950056, {1769, 86, 8, 0}, {10755, 9755, 8755, 7755},
+           {16.448163644816365, 0.8815991799077396, 0.09137635636778983, 0.006447453255963894}, 0.8819534584529244,
+           10755, 12106});
+    // multi30k_en score=0.7401750850242446 counts=[2281, 132, 23, 7] totals=[11374, 10374, 9374, 8374]
+    //   precisions=[20.054510286618605, 1.2724117987275883, 0.24535950501386813, 0.08359207069500836]
+    //   bp=0.8702269573148631 sys_len=11374 ref_len=12955
+    check(corpus_bleu(read_gz("test_2017_flickr.en.gz"), read_gz("test_2016_flickr.en.gz")),
+          {0.7401750850242446, {2281, 132, 23, 7}, {11374, 10374, 9374, 8374},
+           {20.054510286618605, 1.2724117987275883, 0.24535950501386813, 0.08359207069500836}, 0.8702269573148631,
+           11374, 12955});
+    // multi30k_val_de_cut score=91.95002626530984 counts=[11832, 10818, 9804, 8790]
+    //   totals=[11832, 10818, 9804, 8790] precisions=[100.0, 100.0, 100.0, 100.0]
+    //   bp=0.919500262653098 sys_len=11832 ref_len=12825
+    const auto refs = read_gz("val.de.gz");
+    std::vector<std::string> hyps = refs;
+    for (std::size_t i = 1; i < hyps.size(); i += 2)
+        if (const auto sp = hyps[i].rfind(' '); sp != std::string::npos) hyps[i].resize(sp);
+    check(corpus_bleu(hyps, refs), {91.95002626530984, {11832, 10818, 9804, 8790}, {11832, 10818, 9804, 8790},
+                                    {100, 100, 100, 100}, 0.919500262653098, 11832, 12825});
 }
