@@ -242,6 +242,11 @@ TEST_CASE("save/load round trip gives the same ids and fingerprint; the file is 
     const auto val = read_lines(translation("val.de.gz"));
     for (std::size_t i = 0; i < val.size(); i += 7) CHECK(back.encode(val[i]) == tok.encode(val[i]));
     CHECK(back.to_string() == tok.to_string());
+    // An unwritable destination is an Error naming it, and the old file survives a failed save.
+    CHECK_THROWS_WITH_AS(tok.save(tmp.path("no/such/dir/vocab.bpe")), doctest::Contains("no/such/dir/vocab.bpe"), Error);
+    fs::create_directories(tmp.path("blocker"));
+    CHECK_THROWS_AS(BpeTokenizer().save(tmp.path("blocker")), Error);  // rename over a directory fails
+    CHECK(BpeTokenizer::load(p).fingerprint() == tok.fingerprint());
     // A different vocabulary has a different fingerprint.
     CHECK(BpeTokenizer::train(m.train_lines, 4000).fingerprint() != m.tok.fingerprint());
 }

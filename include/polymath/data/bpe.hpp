@@ -565,9 +565,9 @@ public:
             POLYMATH_THROW(op, "writing '", tmp, "' failed: ", std::strerror(e));
         }
         if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-            const int e = errno;
+            const int rename_errno = errno;
             std::remove(tmp.c_str());
-            POLYMATH_THROW(op, "cannot rename '", tmp, "' to '", path, "': ", std::strerror(e));
+            POLYMATH_THROW(op, "cannot rename '", tmp, "' to '", path, "': ", std::strerror(rename_errno));
         }
     }
 
