@@ -11,9 +11,7 @@
 #include <string>
 #include <vector>
 
-#include <polymath/evo/mfea.hpp>
-#include <polymath/evo/mo_mfea.hpp>
-#include <polymath/evo/nsga2.hpp>
+#include <polymath/evo.hpp>  // the umbrella: checks that it compiles on its own
 
 using namespace polymath;
 

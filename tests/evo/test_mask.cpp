@@ -10,7 +10,9 @@
 #include <polymath/autograd/grad_mode.hpp>
 #include <polymath/autograd/unary.hpp>
 #include <polymath/evo/mask.hpp>
+#include <polymath/nn/conv.hpp>
 #include <polymath/nn/linear.hpp>
+#include <polymath/nn/lstm.hpp>
 
 using namespace polymath;
 
@@ -37,7 +39,19 @@ struct OneLayer : nn::Module<OneLayer, float> {
     }
 };
 
-std::vector<std::uint32_t> bits_of(const TwoLayer& m) {
+// Conv and LSTM parameters as named and shaped by nn/ (PyTorch's layout).
+struct ConvLstm : nn::Module<ConvLstm, float> {
+    nn::Conv2d<float> conv{3, 8, {3, 3}};  // weight [8, 3, 3, 3], bias [8]
+    nn::LSTM<float> lstm{5, 4, {.num_layers = 1, .bidirectional = true}};  // weight_ih_l0 [16, 5], ...
+    template <class V>
+    void visit(V& v) {
+        v.module("conv", conv);
+        v.module("lstm", lstm);
+    }
+};
+
+template <class M>
+std::vector<std::uint32_t> bits_of_any(const M& m) {
     std::vector<std::uint32_t> out;
     for (const auto& p : m.parameters()) {
         const float* d = p.value().data();
@@ -49,6 +63,8 @@ std::vector<std::uint32_t> bits_of(const TwoLayer& m) {
     }
     return out;
 }
+
+std::vector<std::uint32_t> bits_of(const TwoLayer& m) { return bits_of_any(m); }
 
 }  // namespace
 
@@ -85,6 +101,30 @@ TEST_CASE("make_groups: per row, row blocks, per tensor, include/exclude globs")
                          doctest::Contains("selects no parameter elements; the model has: fc1.weight, fc1.bias"), Error);
     CHECK_THROWS_WITH_AS(evo::make_groups(m, {.grouping = evo::Grouping::row_block, .block = 0}),
                          doctest::Contains("block >= 1"), Error);
+}
+
+TEST_CASE("make_groups on Conv2d and a bidirectional LSTM: output channels and gate rows") {
+    ConvLstm m;
+    auto conv = evo::make_groups(m, {.include = {"conv.weight"}});
+    CHECK(conv.size() == 8);  // one group per output channel
+    CHECK(conv.group_numel(0) == 27);
+    auto gates = evo::make_groups(m, {.grouping = evo::Grouping::row_block, .block = 4, .include = {"lstm.weight_*"}});
+    // weight_ih_l0, weight_hh_l0, weight_ih_l0_reverse, weight_hh_l0_reverse: [16, 5] / [16, 4],
+    // blocks of 4 rows = one gate (i, f, g, o) of hidden size 4 each.
+    CHECK(gates.names == std::vector<std::string>{"lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.weight_ih_l0_reverse",
+                                                  "lstm.weight_hh_l0_reverse"});
+    CHECK(gates.size() == 16);
+    CHECK(gates.group_name(5) == "lstm.weight_hh_l0[4:8]");
+    CHECK(gates.group_numel(5) == 16);
+    CHECK(gates.numel() == 2 * (16 * 5 + 16 * 4));
+    const auto before = bits_of_any(m);
+    {
+        evo::MaskGuard guard(m, gates, evo::BitGenome(16, 0));
+        for (const auto& np : m.named_parameters())
+            if (np.name.find("lstm.weight_") == 0)
+                for (float v : np.var.value().to_vector()) CHECK(v == 0.0f);
+    }
+    CHECK(bits_of_any(m) == before);
 }
 
 TEST_CASE("MaskGuard zeroes exactly the masked rows and restores every bit on destruction") {

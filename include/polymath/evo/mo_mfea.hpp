@@ -73,9 +73,9 @@ struct MoMfeaOptions {
     std::uint64_t seed = 0;
     int threads = 0;  // evaluation threads, 0 = polymath::num_threads()
     // Per task, the reference point of the hypervolume in Progress (optional).
-    std::vector<std::vector<double>> reference_points;
+    std::vector<std::vector<double>> reference_points{};
     // Non-empty: save() there (atomically) after every generation.
-    std::string checkpoint_path;
+    std::string checkpoint_path{};
 };
 
 template <class Problem, Variation V>

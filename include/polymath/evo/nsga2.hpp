@@ -34,8 +34,8 @@ struct Nsga2Options {
     std::size_t generations = 100;  // after the initial population
     std::uint64_t seed = 0;
     int threads = 0;                      // evaluation threads, 0 = polymath::num_threads()
-    std::vector<double> reference_point;  // optional, for Progress::hypervolume
-    std::string checkpoint_path;          // non-empty: saved after every generation
+    std::vector<double> reference_point{};  // optional, for Progress::hypervolume
+    std::string checkpoint_path{};          // non-empty: saved after every generation
 };
 
 namespace detail {

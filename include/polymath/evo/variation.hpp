@@ -34,7 +34,7 @@ concept Variation = requires(const V& v, const typename V::genome_type& g, typen
 
 struct RealVariation {
     using genome_type = RealGenome;
-    RealBounds bounds;
+    RealBounds bounds{};
     SbxOptions sbx{};
     PolynomialMutationOptions mutation{};
 
@@ -65,7 +65,7 @@ struct BitVariation {
 
 struct IndexVariation {
     using genome_type = IndexGenome;
-    std::vector<std::int64_t> sizes;  // list length per gene (choice_sizes(space))
+    std::vector<std::int64_t> sizes{};  // list length per gene (choice_sizes(space))
     double rate = -1.0;               // per gene; < 0 means 1 / genes
 
     IndexGenome random(Rng& rng) const { return random_indices(sizes, rng); }
