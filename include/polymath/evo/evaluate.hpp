@@ -8,6 +8,7 @@
 // only on i. An exception thrown by any body propagates to the caller (oneTBB
 // cancels the rest and rethrows one of them).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -34,7 +35,7 @@ void parallel_evaluate(std::size_t n, Body&& body, int threads = 0) {
 #if POLYMATH_HAS_TBB
     // Own arena of `threads` slots: it bounds this call's threads, the
     // kernels the body runs included (with 1, everything stays on the caller).
-    tbb::task_arena arena(t);
+    tbb::task_arena arena(std::min(t, std::max(1, num_threads())));  // capped: oneTBB warns past the machine
     arena.execute([&] {
         tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, 1), [&](const tbb::blocked_range<std::size_t>& r) {
             for (std::size_t i = r.begin(); i != r.end(); ++i) body(i);

@@ -337,7 +337,9 @@ auto evaluate_masks_on(std::vector<M>& workers, const ParameterGroups& groups, c
     // The arena bounds every thread of the evaluation, the kernels inside
     // eval included: with one worker, eval's own parallel_for calls stay on
     // the calling thread.
-    tbb::task_arena arena(static_cast<int>(w));
+    // More blocks than the machine has threads is fine (each block owns its
+    // model); the arena itself is capped so oneTBB does not warn.
+    tbb::task_arena arena(static_cast<int>(std::min<std::size_t>(w, static_cast<std::size_t>(std::max(1, num_threads())))));
     arena.execute([&] {
         tbb::parallel_for(
             tbb::blocked_range<std::size_t>(0, w, 1),
