@@ -295,3 +295,17 @@ TEST_CASE("MFEA solves two single-objective tasks with different optima at once"
     CHECK_THROWS_WITH_AS(evo::Mfea(TwoSpheres{}, evo::RealVariation{evo::RealBounds(2, 0.0, 1.0)}, {.population = 0}),
                          doctest::Contains("empty population"), Error);
 }
+
+TEST_CASE("parallel_evaluate fills every slot once for any thread count and passes errors on") {
+    for (int threads : {0, 1, 2}) {
+        std::vector<int> hits(1000, 0);
+        evo::parallel_evaluate(hits.size(), [&](std::size_t i) { hits[i] += int(i % 7); }, threads);
+        for (std::size_t i = 0; i < hits.size(); ++i) CHECK(hits[i] == int(i % 7));
+        CHECK_THROWS_WITH_AS(evo::parallel_evaluate(
+                                 100, [](std::size_t i) { POLYMATH_CHECK(i != 42, "toy", "individual ", i, " failed"); },
+                                 threads),
+                             doctest::Contains("individual 42 failed"), Error);
+    }
+    CHECK_THROWS_WITH_AS(evo::parallel_evaluate(1, [](std::size_t) {}, -1), doctest::Contains("thread count must be >= 0"),
+                         Error);
+}

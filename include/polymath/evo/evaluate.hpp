@@ -2,8 +2,9 @@
 //
 //   evo::parallel_evaluate(n, [&](std::size_t i) { objs[i] = f(pop[i]); }, threads);
 //
-// Runs body(i) for i in [0, n) on `threads` threads (0: polymath::num_threads())
-// with oneTBB, in an arena of that size (serially without oneTBB). Each call writes only its own slot, so
+// Runs body(i) for i in [0, n) on `threads` threads (0: polymath::num_threads();
+// never more than polymath::num_threads()) with oneTBB, in an arena of that
+// size (serially without oneTBB). Each call writes only its own slot, so
 // the results are identical for any thread count as long as body(i) depends
 // only on i. An exception thrown by any body propagates to the caller (oneTBB
 // cancels the rest and rethrows one of them).

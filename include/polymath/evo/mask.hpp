@@ -298,9 +298,10 @@ template <class M>
 MaskGuard(M&, const ParameterGroups&, const BitGenome&) -> MaskGuard<typename M::value_type>;
 
 // eval(worker_model, i) for every masks[i], with masks[i] applied to the
-// worker's model for the duration of the call; workers.size() threads (in a
-// oneTBB arena of that size, which also bounds the kernels eval runs), worker
-// w takes the w-th contiguous block of the masks. Blocks rather than
+// worker's model for the duration of the call; worker w takes the w-th
+// contiguous block of the masks, on up to workers.size() threads (a oneTBB
+// arena of that size capped at polymath::num_threads(); each worker's kernels
+// run on its own thread). Blocks rather than
 // work-stealing over individuals because a thread that waits inside a nested
 // parallel kernel may pick up another task: with one block per model, no
 // model is ever used by two evaluations at once. Results are in mask order
