@@ -301,15 +301,18 @@ MaskGuard(M&, const ParameterGroups&, const BitGenome&) -> MaskGuard<typename M:
 // worker's model for the duration of the call; worker w takes the w-th
 // contiguous block of the masks, on up to workers.size() threads (a oneTBB
 // arena of that size capped at polymath::num_threads(); each worker's kernels
-// run on its own thread). Blocks rather than
-// work-stealing over individuals because a thread that waits inside a nested
-// parallel kernel may pick up another task: with one block per model, no
-// model is ever used by two evaluations at once. Results are in mask order
+// run on its own thread). Blocks rather than work-stealing over individuals
+// because a thread that waits inside a nested parallel kernel may pick up
+// another task: with one block per model, no model is ever used by two
+// evaluations at once. Results are in mask order
 // and independent of the thread count when eval depends only on (model, i).
 template <class M, class Eval>
 auto evaluate_masks_on(std::vector<M>& workers, const ParameterGroups& groups, const std::vector<BitGenome>& masks,
                        Eval&& eval) -> std::vector<std::decay_t<std::invoke_result_t<Eval&, M&, std::size_t>>> {
     using R = std::decay_t<std::invoke_result_t<Eval&, M&, std::size_t>>;
+    static_assert(!std::is_same_v<R, bool>,
+                  "evo::evaluate_masks: return int or char, not bool: std::vector<bool> packs bits, so workers "
+                  "writing neighbouring results would race");
     POLYMATH_CHECK(!workers.empty(), "evo::evaluate_masks", "no worker models given");
     for (std::size_t i = 0; i < masks.size(); ++i) {
         POLYMATH_CHECK(masks[i].size() == groups.size(), "evo::evaluate_masks", "mask ", i,
