@@ -144,6 +144,9 @@ TEST_CASE("checkpoint resume is bit-identical to an uninterrupted run") {
 
     evo::Nsga2 first(Zdt{2}, var, {.population = 40, .generations = 9, .seed = 77, .checkpoint_path = path});
     first.run();  // saved after every generation; the last save is generation 9
+    // Written as temp + rename: no temporary file is left next to the checkpoint.
+    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
+        CHECK(e.path().string().rfind(path + ".tmp", 0) != 0);
     evo::Nsga2 resumed(Zdt{2}, var, {.population = 40, .generations = 20, .seed = 12345});  // seed comes from the file
     resumed.load(path);
     CHECK(resumed.generation() == 9);
