@@ -34,7 +34,7 @@
 // on that task in all its children together.
 //
 //   mu2net_grow [--data data] [--out out/mu2net] [--quick] [--seed 1] [--threads N]
-//               [--root-steps 800] [--steps 150] [--generations 3] [--children 3]
+//               [--root-steps 2000] [--steps 400] [--generations 3] [--children 3]
 //               [--batch 32] [--mutation 0.25] [--size-factor 0.9] [--eval-max 2000]
 //
 // Writes to --out: results.md, results.csv, routes.json (the evolved route of
@@ -73,7 +73,7 @@ struct Args {
     bool quick = false;
     std::uint64_t seed = 1;
     int threads = 0;
-    std::int64_t root_steps = 800, steps = 150, generations = 3, children = 3, batch = 32, eval_max = 2000;
+    std::int64_t root_steps = 2000, steps = 400, generations = 3, children = 3, batch = 32, eval_max = 2000;
     double mutation = 0.25, size_factor = 0.9;
 };
 
@@ -427,6 +427,9 @@ int main(int argc, char** argv) try {
 
     // Data.
     std::vector<TaskData> tasks;
+    for (const char* sub : {"mnist", "fashion-mnist", "cifar10", "speech-digits/recordings"})
+        if (!fs::is_directory(a.data + "/" + sub))
+            throw Error("data folder " + a.data + "/" + sub + " does not exist (see --data)");
     std::printf("loading data from %s ...\n", a.data.c_str());
     std::fflush(stdout);
     tasks.push_back(load_idx_task("mnist", a.data + "/mnist"));
@@ -654,6 +657,9 @@ int main(int argc, char** argv) try {
                 a.out.c_str(), plot_note.c_str());
     return 0;
 } catch (const std::exception& e) {
-    std::fprintf(stderr, "mu2net_grow: error: %s\n", e.what());
+    std::string msg = e.what();  // one line, even for readers that list what they tried
+    for (auto& ch : msg)
+        if (ch == '\n') ch = ' ';
+    std::fprintf(stderr, "mu2net_grow: error: %s\n", msg.c_str());
     return 1;
 }
