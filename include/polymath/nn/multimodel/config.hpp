@@ -37,6 +37,7 @@ struct MultiModelConfig {
     double moe_loss_coef = 1e-2;     // weight of each balance loss (importance, load)
     std::int64_t max_target_len = 128;
     bool tie_embeddings = true;      // language: output projection = input embedding
+    bool flatten_classes = false;    // class heads: flatten the positions (true) or average them (the paper)
 
     static MultiModelConfig base() { return {}; }
     // Small enough to train several real tasks on 2 CPU cores in minutes.
@@ -52,6 +53,7 @@ struct MultiModelConfig {
         c.dilation = 4;
         c.dropout = 0.1;
         c.max_target_len = 64;
+        c.flatten_classes = true;  // learns far faster on a CPU budget; see modality.hpp
         return c;
     }
 
@@ -74,7 +76,7 @@ struct MultiModelConfig {
                 {"large_kernel", large_kernel}, {"dilation", dilation},
                 {"dropout", dropout},         {"capacity_factor", capacity_factor},
                 {"moe_loss_coef", moe_loss_coef}, {"max_target_len", max_target_len},
-                {"tie_embeddings", tie_embeddings}};
+                {"tie_embeddings", tie_embeddings}, {"flatten_classes", flatten_classes}};
     }
 };
 
@@ -115,6 +117,15 @@ struct TaskSpec {
         t.output = OutputKind::text;
         t.vocab = vocab;
         return t;
+    }
+
+    // Length of the body's sequence for this task's input (image: two stride-2
+    // convolutions then a ConvRes; audio: two ConvRes; each halves, rounding up).
+    std::int64_t body_length() const {
+        auto half = [](std::int64_t n) { return (n + 1) / 2; };
+        if (input == InputKind::image) return half(half(half(height)) * half(half(width)));
+        if (input == InputKind::audio) return half(half(frames));
+        return 0;
     }
 
     void validate() const {

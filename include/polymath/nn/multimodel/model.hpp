@@ -44,7 +44,10 @@ public:
         if (s.input == InputKind::audio) audio = AudioModality<T>(s.n_mels, c.hidden, gen);
         if (s.input == InputKind::text || s.output == OutputKind::text)
             language = LanguageModality<T>(s.vocab, c.hidden, c.tie_embeddings, gen);
-        if (s.output == OutputKind::classes) classes = CategoricalModality<T>(c.hidden, s.num_classes, gen);
+        if (s.output == OutputKind::classes)
+            classes = CategoricalModality<T>(c.hidden, s.num_classes,
+                                             c.flatten_classes ? ClassPooling::flatten : ClassPooling::mean,
+                                             s.body_length(), gen);
     }
     template <class V>
     void visit(V& v) {
