@@ -50,8 +50,8 @@
 // beyond the shared backbone (= trainable parameters x 4 bytes; for Head2Toe the
 // probe plus its standardisation mean and 1/std).
 //
-//   peft_transfer [--data data] [--out out/peft_transfer] [--epochs 3]
-//                 [--pretrain-epochs 2] [--batch 64] [--lr 1e-3] [--peft-lr 3e-3]
+//   peft_transfer [--data data] [--out out/peft_transfer] [--epochs 5]
+//                 [--pretrain-epochs 4] [--batch 64] [--lr 1e-3] [--peft-lr 3e-3]
 //                 [--dim 64] [--depth 3] [--heads 4] [--probe-steps 300] [--probe-lr 0.1]
 //                 [--tasks fashion,speech] [--quick] [--threads N] [--seed 1]
 #include <algorithm>
@@ -87,7 +87,7 @@ constexpr std::int64_t kFrames = 80, kMels = 40;
 struct Args {
     std::string data = "data", out = "out/peft_transfer";
     std::vector<std::string> tasks = {"fashion", "speech"};
-    std::int64_t epochs = 3, pretrain_epochs = 2, batch = 64, dim = 64, depth = 3, heads = 4, probe_steps = 300;
+    std::int64_t epochs = 5, pretrain_epochs = 4, batch = 64, dim = 64, depth = 3, heads = 4, probe_steps = 300;
     double lr = 1e-3, peft_lr = 3e-3, probe_lr = 0.1;
     bool quick = false;
     std::uint64_t seed = 1;
