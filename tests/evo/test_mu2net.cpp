@@ -331,5 +331,22 @@ TEST_CASE("mu2net: errors") {
     io::save_safetensors(path, f);
     CHECK_THROWS_WITH_AS(mu::System<Lin>::load(path, make_lin), doctest::Contains("no 'mu2net' metadata"), Error);
     CHECK_THROWS_AS(mu::System<Lin>::load(path + ".missing", make_lin), Error);
+    // A saved system with a stray tensor, and one whose route lost a component.
+    sys.save(path);
+    io::SafetensorsFile saved = io::load_safetensors(path);
+    io::SafetensorsFile stray = saved;
+    io::put(stray, "cq.weight", Tensor<float>{1});
+    io::save_safetensors(path, stray);
+    CHECK_THROWS_WITH_AS(mu::System<Lin>::load(path, make_lin), doctest::Contains("malformed tensor name"), Error);
+    io::SafetensorsFile lost = saved;
+    auto meta = nlohmann::json::parse(lost.metadata.at("mu2net"));
+    meta["components"].erase(meta["components"].begin() + 1);
+    lost.metadata["mu2net"] = meta.dump();
+    std::vector<io::TensorEntry> kept;
+    for (auto& e : lost.tensors)
+        if (e.name.rfind("c1.", 0) != 0) kept.push_back(e);
+    lost.tensors = kept;
+    io::save_safetensors(path, lost);
+    CHECK_THROWS_WITH_AS(mu::System<Lin>::load(path, make_lin), doctest::Contains("component 1"), Error);
     std::filesystem::remove(path);
 }

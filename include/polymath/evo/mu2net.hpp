@@ -74,6 +74,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -580,6 +581,8 @@ public:
             return s;
         } catch (const nlohmann::json::exception& e) {
             POLYMATH_THROW(op, "'", path, "': malformed 'mu2net' metadata: ", e.what());
+        } catch (const std::logic_error& e) {  // std::stoll on a tensor name that is not c<id>.<name>
+            POLYMATH_THROW(op, "'", path, "': malformed tensor name or metadata: ", e.what());
         }
     }
 
