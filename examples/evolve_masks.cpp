@@ -49,8 +49,8 @@
 // <part>_fronts.png and <part>_hv.png (gnuplot, when installed), results.md.
 //
 //   evolve_masks [--data data] [--out out/evolve_masks] [--parts image,airq]
-//                [--pop 16] [--gens 12] [--rmp 0.3] [--seed 1] [--threads N]
-//                [--pre-steps 400] [--ft-epochs 1] [--ft-train 4000] [--val 512]
+//                [--pop 24] [--gens 40] [--rmp 0.3] [--seed 1] [--threads N]
+//                [--pre-steps 1000] [--ft-epochs 3] [--ft-train 8000] [--val 512]
 //                [--max-density 0.75] [--init-density 0.8] [--width 16]
 //                [--hidden 32] [--quick] [--resume]
 #include <algorithm>
@@ -88,7 +88,7 @@ namespace {
 struct Args {
     std::string data = "data", out = "out/evolve_masks";
     std::vector<std::string> parts = {"image", "airq"};
-    std::int64_t pop = 16, gens = 12, pre_steps = 400, ft_epochs = 1, ft_train = 4000, val = 512, width = 16,
+    std::int64_t pop = 24, gens = 40, pre_steps = 1000, ft_epochs = 3, ft_train = 8000, val = 512, width = 16,
                  hidden = 32, batch = 64;
     double rmp = 0.3, max_density = 0.75, init_density = 0.8;
     std::uint64_t seed = 1;
@@ -599,8 +599,10 @@ std::vector<Row> run_part(const Args& a, Part& p, Net& net, std::ostringstream& 
             f << '\n';
         }
     };
+    bool resumed = false;
     if (a.resume && fs::exists(mo.checkpoint_path)) {
         algo.load(mo.checkpoint_path);
+        resumed = true;
         std::ifstream f(hv_path);
         std::string line;
         std::getline(f, line);
@@ -614,8 +616,9 @@ std::vector<Row> run_part(const Args& a, Part& p, Net& net, std::ostringstream& 
                     mo.checkpoint_path.c_str());
     }
     {
-        data::ProgressBar bar(a.gens + 1 - std::int64_t(algo.generation() > 0 || hv.size() ? algo.generation() + 1 : 0),
-                              p.name + " evolve");
+        // Generations still to run (+1 for the initial population of a fresh run).
+        const std::int64_t todo = resumed ? std::max<std::int64_t>(0, a.gens - std::int64_t(algo.generation())) : a.gens + 1;
+        data::ProgressBar bar(todo, p.name + " evolve");
         algo.on_progress([&](const evo::Progress& pr) {
             hv.resize(pr.generation + 1);
             hv[pr.generation] = pr.hypervolume;
