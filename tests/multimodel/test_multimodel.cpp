@@ -5,11 +5,14 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <cmath>
 #include <functional>
 #include <set>
 
 #include "polymath/autograd/grad_check.hpp"
+#include "polymath/io.hpp"
 #include "polymath/nn/multimodel.hpp"
 #include "polymath/optim/adam.hpp"
 #include "polymath/polymath.hpp"
@@ -305,4 +308,25 @@ TEST_CASE("MultiModel errors name the task, the shapes and the vocabulary") {
     CHECK_THROWS_WITH_AS(nn::greedy_decode(m, 2, ids({{3, 1}})), doctest::Contains("call model.eval() first"), Error);
     nn::TaskSpec bad = nn::TaskSpec::image_classification("x", 1, 0, 8, 10);
     CHECK_THROWS_WITH_AS(nn::MultiModel<float>(micro(), {bad}, g), doctest::Contains("task 'x'"), Error);
+}
+
+TEST_CASE("MultiModel checkpoint round trip restores outputs; another config is rejected by name") {
+    Generator g(10);
+    nn::MultiModel<float> m(micro(), micro_tasks(), g);
+    m.eval();
+    Tensor<float> img = Tensor<float>::randn({2, 1, 8, 8}, g);
+    Tensor<float> before = m.classify("img", img).logits.value().clone();
+    const std::string path = (std::filesystem::temp_directory_path() / "polymath_multimodel_ckpt_test.safetensors").string();
+    io::save_checkpoint(path, m, {micro().to_json().dump(), {{"step", "7"}}});
+    Generator g2(11);
+    nn::MultiModel<float> fresh(micro(), micro_tasks(), g2);
+    fresh.eval();
+    io::CheckpointExtras ex = io::load_checkpoint(path, fresh);
+    CHECK(ex.scalars.at("step") == "7");
+    Tensor<float> after = fresh.classify("img", img).logits.value();
+    for (std::int64_t i = 0; i < before.numel(); ++i) CHECK(after.data()[i] == before.data()[i]);
+    // A model with other tasks: the load names the mismatching parameters and changes nothing.
+    nn::MultiModel<float> other(micro(), {nn::TaskSpec::translation("txt", 9)}, g2);
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(path, other), doctest::Contains("tasks.img"), Error);
+    std::remove(path.c_str());
 }
