@@ -13,6 +13,7 @@
 #include "polymath/evo/mask.hpp"
 #include "polymath/evo/mfea.hpp"
 #include "polymath/evo/mo_mfea.hpp"
+#include "polymath/evo/mu2net.hpp"
 #include "polymath/evo/mutation.hpp"
 #include "polymath/evo/nsga2.hpp"
 #include "polymath/evo/pareto.hpp"
