@@ -49,8 +49,8 @@
 // <part>_fronts.png and <part>_hv.png (gnuplot, when installed), results.md.
 //
 //   evolve_masks [--data data] [--out out/evolve_masks] [--parts image,airq]
-//                [--pop 24] [--gens 40] [--rmp 0.3] [--seed 1] [--threads N]
-//                [--pre-steps 1000] [--ft-epochs 3] [--ft-train 8000] [--val 512]
+//                [--pop 24] [--gens 60] [--rmp 0.3] [--seed 1] [--threads N]
+//                [--pre-steps 1500] [--ft-epochs 3] [--ft-train 8000] [--val 512]
 //                [--max-density 0.75] [--init-density 0.8] [--width 16]
 //                [--hidden 32] [--quick] [--resume]
 #include <algorithm>
@@ -88,7 +88,7 @@ namespace {
 struct Args {
     std::string data = "data", out = "out/evolve_masks";
     std::vector<std::string> parts = {"image", "airq"};
-    std::int64_t pop = 24, gens = 40, pre_steps = 1000, ft_epochs = 3, ft_train = 8000, val = 512, width = 16,
+    std::int64_t pop = 24, gens = 60, pre_steps = 1500, ft_epochs = 3, ft_train = 8000, val = 512, width = 16,
                  hidden = 32, batch = 64;
     double rmp = 0.3, max_density = 0.75, init_density = 0.8;
     std::uint64_t seed = 1;
