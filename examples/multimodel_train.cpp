@@ -19,10 +19,10 @@
 // expert-usage histogram per task.
 //
 //   multimodel_train [--data data] [--out out/multimodel] [--preset tiny|base]
-//                    [--tasks mnist,speech,cifar,translation] [--steps 300]
+//                    [--tasks mnist,speech,cifar,translation] [--steps 800]
 //                    [--batch 32] [--lr 2e-3] [--warmup 200] [--single]
-//                    [--checkpoint-every 200] [--resume FILE] [--eval-max 1000]
-//                    [--bleu-max 200] [--beam 1] [--vocab 4000] [--seed 1] [--threads N]
+//                    [--checkpoint-every 500] [--resume FILE] [--eval-max 10000]
+//                    [--bleu-max 1000] [--beam 1] [--vocab 4000] [--seed 1] [--threads N]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -55,7 +55,7 @@ namespace {
 struct Args {
     std::string data = "data", out = "out/multimodel", preset = "tiny", resume;
     std::vector<std::string> tasks = {"mnist", "speech", "cifar", "translation"};
-    std::int64_t steps = 300, batch = 32, warmup = 200, checkpoint_every = 200, eval_max = 1000, bleu_max = 200,
+    std::int64_t steps = 800, batch = 32, warmup = 200, checkpoint_every = 500, eval_max = 10000, bleu_max = 1000,
                  beam = 1, vocab = 4000, text_batch = 0;
     double lr = 2e-3;  // peak learning rate, reached at the end of the warmup
     bool single = false;
