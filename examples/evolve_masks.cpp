@@ -76,6 +76,8 @@
 #include <polymath/optim.hpp>
 #include <polymath/polymath.hpp>
 
+#include "example_util.hpp"
+
 #if POLYMATH_HAS_TBB
 #include <tbb/task_arena.h>
 #endif
@@ -95,14 +97,6 @@ struct Args {
     int threads = 0;
     bool quick = false, resume = false;
 };
-
-std::vector<std::string> split_list(const std::string& s) {
-    std::vector<std::string> out;
-    std::stringstream ss(s);
-    for (std::string t; std::getline(ss, t, ',');)
-        if (!t.empty()) out.push_back(t);
-    return out;
-}
 
 Args parse(int argc, char** argv) {
     Args a;
@@ -140,7 +134,7 @@ Args parse(int argc, char** argv) {
         };
         if (s == "--data") a.data = val();
         else if (s == "--out") a.out = val();
-        else if (s == "--parts") a.parts = split_list(val());
+        else if (s == "--parts") a.parts = example::split_list(val());
         else if (s == "--pop") a.pop = num(), set_pop = true;
         else if (s == "--gens") a.gens = num(), set_gens = true;
         else if (s == "--rmp") a.rmp = real();
@@ -607,7 +601,7 @@ std::vector<Row> run_part(const Args& a, Part& p, Net& net, std::ostringstream& 
         std::string line;
         std::getline(f, line);
         while (std::getline(f, line) && hv.size() <= algo.generation()) {
-            auto cells = split_list(line);
+            auto cells = example::split_list(line);
             std::vector<double> r;
             for (std::size_t i = 1; i < cells.size(); ++i) r.push_back(std::stod(cells[i]));
             if (r.size() == K) hv.push_back(r);
@@ -710,8 +704,8 @@ std::vector<Row> run_part(const Args& a, Part& p, Net& net, std::ostringstream& 
        << tab.str() << "\n";
 
     // 6. plots.
-    if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
-        std::ofstream gp(pre + "_plots.gp");
+    if (example::have_gnuplot()) {
+        std::ostringstream gp;
         gp << "set datafile separator ','\nset terminal pngcairo size 900,600\nset key outside right\nset grid\n";
         gp << "set output '" << pre << "_fronts.png'\nset title '" << p.name
            << ": final Pareto fronts (MO-MFEA)'\nset xlabel 'mask density ||beta||_1 / dim'\nset ylabel 'validation loss'\nplot ";
@@ -724,9 +718,9 @@ std::vector<Row> run_part(const Args& a, Part& p, Net& net, std::ostringstream& 
             gp << (t ? ", " : "") << "'" << hv_path << "' every ::1 using 1:" << t + 2 << " with linespoints title '"
                << p.tasks[t].name << "'";
         gp << "\n";
-        gp.close();
-        if (std::system(("gnuplot '" + pre + "_plots.gp' 2>'" + pre + "_gnuplot.log'").c_str()) != 0)
-            std::printf("[%s] gnuplot failed (see %s_gnuplot.log)\n", p.name.c_str(), pre.c_str());
+        const std::string note = example::gnuplot(pre + "_plots", gp.str(), pre + "_fronts.png, " + pre + "_hv.png",
+                                                  "the numbers are in the CSV files");
+        if (note.rfind("plot: ", 0) != 0) std::printf("[%s] %s\n", p.name.c_str(), note.c_str());
     } else {
         std::printf("[%s] gnuplot not found: no PNG\n", p.name.c_str());
     }

@@ -62,7 +62,10 @@
 #include <polymath/optim.hpp>
 #include <polymath/polymath.hpp>
 
+#include "example_util.hpp"
+
 using namespace polymath;
+using example::write_file;
 namespace fs = std::filesystem;
 namespace mu = polymath::evo::mu2net;
 
@@ -389,12 +392,6 @@ mu::Route fresh_route(System& sys, const std::string& owner, Generator& g) {
     return r;
 }
 
-void write_file(const std::string& path, const std::string& text) {
-    std::ofstream f(path);
-    if (!f) throw Error("cannot write " + path);
-    f << text;
-}
-
 std::string route_text(const System& sys, const mu::Route& r) {
     std::string s;
     for (std::size_t i = 0; i < r.size(); ++i)
@@ -636,8 +633,8 @@ int main(int argc, char** argv) try {
     write_file(a.out + "/results.csv", csv.str());
     write_file(a.out + "/growth.csv", growth.str());
 
-    std::string plot_note = "gnuplot not found: no PNG (growth.csv has the numbers)";
-    if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
+    std::string plot_note;
+    {
         std::ostringstream gp;
         gp << "set terminal pngcairo size 800,500 noenhanced\nset datafile separator ','\n"
            << "set output '" << a.out << "/growth.png'\n"
@@ -645,11 +642,7 @@ int main(int argc, char** argv) try {
            << "set xlabel 'tasks'\nset ylabel 'parameters'\nset key left top\nset xtics 1\nset yrange [0:*]\n"
            << "plot '" << a.out << "/growth.csv' skip 1 using 1:3 with linespoints title 'independent models', "
            << "'' skip 1 using 1:2 with linespoints title 'µ2Net system'\n";
-        write_file(a.out + "/growth.gp", gp.str());
-        if (std::system(("gnuplot " + a.out + "/growth.gp 2>" + a.out + "/gnuplot.log").c_str()) == 0)
-            plot_note = "plot: " + a.out + "/growth.png";
-        else
-            plot_note = "gnuplot failed (see " + a.out + "/gnuplot.log)";
+        plot_note = example::gnuplot(a.out + "/growth", gp.str(), a.out + "/growth.png", "growth.csv has the numbers");
     }
 
     std::printf("\n%s\n", md.str().c_str());

@@ -19,7 +19,7 @@
 // expert-usage histogram per task.
 //
 //   multimodel_train [--data data] [--out out/multimodel] [--preset tiny|base]
-//                    [--tasks mnist,speech,cifar,translation] [--steps 800]
+//                    [--tasks mnist,speech,cifar,translation] [--steps 1000]
 //                    [--batch 32] [--lr 2e-3] [--warmup 200] [--single]
 //                    [--checkpoint-every 500] [--resume FILE] [--eval-max 10000]
 //                    [--bleu-max 1000] [--beam 1] [--vocab 4000] [--seed 1] [--threads N]
@@ -47,7 +47,10 @@
 #include <polymath/optim.hpp>
 #include <polymath/polymath.hpp>
 
+#include "example_util.hpp"
+
 using namespace polymath;
+using example::write_file;
 namespace fs = std::filesystem;
 
 namespace {
@@ -55,21 +58,13 @@ namespace {
 struct Args {
     std::string data = "data", out = "out/multimodel", preset = "tiny", resume;
     std::vector<std::string> tasks = {"mnist", "speech", "cifar", "translation"};
-    std::int64_t steps = 800, batch = 32, warmup = 200, checkpoint_every = 500, eval_max = 10000, bleu_max = 1000,
+    std::int64_t steps = 1000, batch = 32, warmup = 200, checkpoint_every = 500, eval_max = 10000, bleu_max = 1000,
                  beam = 1, vocab = 4000, text_batch = 0;
     double lr = 2e-3;  // peak learning rate, reached at the end of the warmup
     bool single = false;
     std::uint64_t seed = 1;
     int threads = 0;
 };
-
-std::vector<std::string> split_csv(const std::string& s) {
-    std::vector<std::string> out;
-    std::stringstream ss(s);
-    for (std::string t; std::getline(ss, t, ',');)
-        if (!t.empty()) out.push_back(t);
-    return out;
-}
 
 Args parse(int argc, char** argv) {
     Args a;
@@ -90,7 +85,7 @@ Args parse(int argc, char** argv) {
         if (s == "--data") a.data = val();
         else if (s == "--out") a.out = val();
         else if (s == "--preset") a.preset = val();
-        else if (s == "--tasks") a.tasks = split_csv(val());
+        else if (s == "--tasks") a.tasks = example::split_list(val());
         else if (s == "--steps") a.steps = num();
         else if (s == "--batch") a.batch = num();
         else if (s == "--text-batch") a.text_batch = num();
@@ -488,12 +483,6 @@ std::vector<TaskResult> run(const std::string& run_name, const std::vector<Task>
     return results;
 }
 
-void write_file(const std::string& path, const std::string& text) {
-    std::ofstream f(path);
-    if (!f) throw Error("cannot write " + path);
-    f << text;
-}
-
 std::string bar_chart(const std::vector<std::int64_t>& v) {
     std::int64_t total = std::accumulate(v.begin(), v.end(), std::int64_t(0)), mx = 1;
     for (auto x : v) mx = std::max(mx, x);
@@ -610,8 +599,8 @@ int main(int argc, char** argv) try {
         for (const auto& s : joint[t].samples) std::printf("\n%s translation sample:\n%s\n", tasks[t].name.c_str(), s.c_str());
 
     // Plots: one PNG of the per-task training curves when gnuplot is present.
-    std::string plot_note = "gnuplot not found: no PNG (apt-get install gnuplot-nox); curves are in curves.csv";
-    if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
+    std::string plot_note;
+    {
         std::ostringstream gp;
         gp << "set terminal pngcairo size 1200,800 noenhanced\nset datafile separator ','\n"
            << "set output '" << a.out << "/curves.png'\nset multiplot layout 2,2 title 'MultiModel training loss (EMA) per task'\n";
@@ -625,15 +614,10 @@ int main(int argc, char** argv) try {
             gp << "\n";
         }
         gp << "unset multiplot\n";
-        write_file(a.out + "/curves.gp", gp.str());
         // strcol(2) comparisons: gnuplot needs strcol for string columns.
         std::string script = gp.str();
         for (std::size_t p; (p = script.find("($2 eq")) != std::string::npos;) script.replace(p, 6, "(strcol(2) eq");
-        write_file(a.out + "/curves.gp", script);
-        if (std::system(("gnuplot " + a.out + "/curves.gp 2>" + a.out + "/gnuplot.log").c_str()) == 0)
-            plot_note = "plot: " + a.out + "/curves.png";
-        else
-            plot_note = "gnuplot failed (see " + a.out + "/gnuplot.log); curves are in curves.csv";
+        plot_note = example::gnuplot(a.out + "/curves", script, a.out + "/curves.png", "curves are in curves.csv");
     }
 
     std::printf("\n%s\n", md.str().c_str());

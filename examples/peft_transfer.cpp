@@ -76,7 +76,10 @@
 #include <polymath/peft.hpp>
 #include <polymath/polymath.hpp>
 
+#include "example_util.hpp"
+
 using namespace polymath;
+using example::write_file;
 namespace fs = std::filesystem;
 
 namespace {
@@ -93,14 +96,6 @@ struct Args {
     std::uint64_t seed = 1;
     int threads = 0;
 };
-
-std::vector<std::string> split_csv(const std::string& s) {
-    std::vector<std::string> out;
-    std::stringstream ss(s);
-    for (std::string t; std::getline(ss, t, ',');)
-        if (!t.empty()) out.push_back(t);
-    return out;
-}
 
 Args parse(int argc, char** argv) {
     Args a;
@@ -135,7 +130,7 @@ Args parse(int argc, char** argv) {
         };
         if (s == "--data") a.data = val();
         else if (s == "--out") a.out = val();
-        else if (s == "--tasks") a.tasks = split_csv(val());
+        else if (s == "--tasks") a.tasks = example::split_list(val());
         else if (s == "--epochs") a.epochs = num(), epochs_set = true;
         else if (s == "--pretrain-epochs") a.pretrain_epochs = num(), pre_set = true;
         else if (s == "--batch") a.batch = num();
@@ -456,13 +451,6 @@ std::string config_json(const Args& a, std::int64_t n_train) {
     return o.str();
 }
 
-void write_file(const std::string& path, const std::string& text) {
-    std::ofstream f(path);
-    if (!f) throw Error("cannot write " + path);
-    f << text;
-    if (!f) throw Error("cannot write " + path);
-}
-
 std::string fmt(const char* f, double v) {
     char buf[64];
     std::snprintf(buf, sizeof buf, f, v);
@@ -698,8 +686,8 @@ int main(int argc, char** argv) try {
     write_file(a.out + "/head2toe_sweep.csv", sweep_csv.str());
 
     // ---- plot: accuracy vs trainable parameters (log x)
-    std::string plot_note = "gnuplot not found: no PNG (apt-get install gnuplot-nox); data in results.csv";
-    if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
+    std::string plot_note;
+    {
         std::ostringstream gp;
         gp << "set terminal pngcairo size 1000,640 noenhanced\nset datafile separator ','\n"
            << "set output '" << a.out << "/accuracy_vs_params.png'\n"
@@ -714,11 +702,8 @@ int main(int argc, char** argv) try {
                << n << "' ? $4 : 1/0):($3*100):2 with labels offset 0,1 font ',9' notitle";
         }
         gp << "\n";
-        write_file(a.out + "/accuracy_vs_params.gp", gp.str());
-        if (std::system(("gnuplot " + a.out + "/accuracy_vs_params.gp 2>" + a.out + "/gnuplot.log").c_str()) == 0)
-            plot_note = "plot: " + a.out + "/accuracy_vs_params.png";
-        else
-            plot_note = "gnuplot failed (see " + a.out + "/gnuplot.log); data in results.csv";
+        plot_note = example::gnuplot(a.out + "/accuracy_vs_params", gp.str(), a.out + "/accuracy_vs_params.png",
+                                     "data in results.csv");
     }
 
     std::printf("\n%s%s\n", md.str().c_str(), sweep_md.str().c_str());
