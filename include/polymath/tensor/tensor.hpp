@@ -37,6 +37,9 @@ class Tensor {
 public:
     using value_type = T;
     using device_type = D;
+    // Host memory: element access through data() is allowed. For other
+    // devices, element-wise work goes through DeviceBackend<D> (storage.hpp).
+    static constexpr bool on_host = std::is_same_v<D, Cpu>;
 
     // An undefined tensor (no storage); defined() is false.
     Tensor() = default;
@@ -45,6 +48,10 @@ public:
     Tensor(std::initializer_list<T> values) : Tensor(from_data(values.begin(), Shape{std::int64_t(values.size())})) {}
     // 2-D tensor from nested lists: Tensor<float>{{1, 2}, {3, 4}}.
     Tensor(std::initializer_list<std::initializer_list<T>> rows) {
+        if constexpr (!on_host) {
+            *this = Tensor<T, Cpu>(rows).template to<D>();
+            return;
+        }
         const std::int64_t r = static_cast<std::int64_t>(rows.size());
         const std::int64_t c = r ? static_cast<std::int64_t>(rows.begin()->size()) : 0;
         *this = empty({r, c});
@@ -79,6 +86,7 @@ public:
     // Copies n = numel(shape) elements from `src`.
     template <class It>
     static Tensor from_data(It src, const Shape& shape) {
+        if constexpr (!on_host) return Tensor<T, Cpu>::from_data(src, shape).template to<D>();
         Tensor t = empty(shape);
         std::copy_n(src, t.numel(), t.data());
         return t;
@@ -118,6 +126,7 @@ public:
         POLYMATH_CHECK(step != 0, "arange", "step must be nonzero");
         POLYMATH_CHECK((end - start) / step >= 0, "arange", "range [", start, ", ", end, ") with step ", step,
                        " is empty in the wrong direction");
+        if constexpr (!on_host) return Tensor<T, Cpu>::arange(start, end, step).template to<D>();
         const auto n = static_cast<std::int64_t>(std::ceil((end - start) / step));
         Tensor t = empty({n});
         for (std::int64_t i = 0; i < n; ++i) t.data()[i] = dtype_cast<T>(start + double(i) * step);
@@ -127,6 +136,7 @@ public:
     // n points from start to end inclusive.
     static Tensor linspace(double start, double end, std::int64_t n) {
         POLYMATH_CHECK(n >= 0, "linspace", "number of points must be >= 0, got ", n);
+        if constexpr (!on_host) return Tensor<T, Cpu>::linspace(start, end, n).template to<D>();
         Tensor t = empty({n});
         const double step = n > 1 ? (end - start) / double(n - 1) : 0.0;
         for (std::int64_t i = 0; i < n; ++i)
@@ -134,7 +144,10 @@ public:
         return t;
     }
     // Uniform [0, 1) from the Philox stream of `gen` (see core/philox.hpp).
+    // On a device: drawn on the host, then copied (the same numbers, since the
+    // stream is a pure function of (seed, offset)).
     static Tensor rand(const Shape& shape, Generator& gen = default_generator()) {
+        if constexpr (!on_host) return Tensor<T, Cpu>::rand(shape, gen).template to<D>();
         return philox_fill(shape, gen, [](std::uint64_t seed, std::uint64_t j) {
             if constexpr (std::is_same_v<T, double>) return philox_uniform_double(seed, j);
             else return philox_uniform_float(seed, j);
@@ -142,6 +155,7 @@ public:
     }
     // Standard normal from the Philox stream of `gen`.
     static Tensor randn(const Shape& shape, Generator& gen = default_generator()) {
+        if constexpr (!on_host) return Tensor<T, Cpu>::randn(shape, gen).template to<D>();
         return philox_fill(shape, gen, [](std::uint64_t seed, std::uint64_t j) {
             if constexpr (std::is_same_v<T, double>) return philox_normal_double(seed, j);
             else return philox_normal_float(seed, j);
@@ -159,6 +173,12 @@ public:
     std::int64_t offset() const noexcept { return offset_; }
     static constexpr DType dtype() noexcept { return dtype_of_v<T>; }
     static constexpr std::string_view device() noexcept { return D::name; }
+    // Index of the device holding the data (0 on the CPU), and "cpu" / "cuda:1".
+    int device_index() const noexcept { return storage_ ? storage_->device_index() : 0; }
+    std::string device_string() const {
+        if constexpr (on_host) return std::string(D::name);
+        else return std::string(D::name) + ":" + std::to_string(device_index());
+    }
     // Pointer to element [0, 0, ...] (not to the start of the storage).
     T* data() const noexcept { return storage_ ? storage_->data() + offset_ : nullptr; }
     const std::shared_ptr<Storage<T, D>>& storage() const noexcept { return storage_; }
@@ -179,19 +199,32 @@ public:
     T item() const {
         POLYMATH_CHECK(numel() == 1, "item", "tensor of shape ", shape_, " has ", numel(),
                        " elements; item() needs exactly one");
-        return *data();
+        if constexpr (!on_host) return DeviceBackend<D>::download(*this).item();
+        else return *data();
     }
-    T& at(std::initializer_list<std::int64_t> idx) const { return *element_ptr(idx.begin(), int(idx.size())); }
-    T& at(const std::vector<std::int64_t>& idx) const { return *element_ptr(idx.data(), int(idx.size())); }
+    T& at(std::initializer_list<std::int64_t> idx) const {
+        static_assert(on_host, "Tensor::at reads host memory; copy the tensor with .to<polymath::Cpu>() first");
+        return *element_ptr(idx.begin(), int(idx.size()));
+    }
+    T& at(const std::vector<std::int64_t>& idx) const {
+        static_assert(on_host, "Tensor::at reads host memory; copy the tensor with .to<polymath::Cpu>() first");
+        return *element_ptr(idx.data(), int(idx.size()));
+    }
 
     // Values in row-major order (copies).
     std::vector<T> to_vector() const {
+        if constexpr (!on_host) return DeviceBackend<D>::download(*this).to_vector();
         const Tensor c = contiguous();
         return std::vector<T>(c.data(), c.data() + c.numel());
     }
 
     // ---- in-place -----------------------------------------------------------
     Tensor& fill_(T value) {
+        if constexpr (!on_host) {
+            check_defined("fill_");
+            DeviceBackend<D>::fill(*this, value);
+            return *this;
+        }
         if (is_contiguous()) {
             T* p = data();
             parallel_for(0, numel(), kElementwiseGrain,
@@ -209,6 +242,10 @@ public:
         POLYMATH_CHECK(target == shape_, "copy_", "source of shape ", src.shape(), " does not broadcast to ",
                        shape_);
         const Tensor<U, D> s = src.expand(shape_);
+        if constexpr (!on_host) {
+            DeviceBackend<D>::copy(*this, s);
+            return *this;
+        }
         if (is_contiguous() && s.is_contiguous()) {
             T* d = data();
             const U* p = s.data();
@@ -251,11 +288,19 @@ public:
         t.copy_(*this);
         return t;
     }
-    // dtype conversion (always a new contiguous tensor, unless U == T).
+    // to<U>() with a dtype U: conversion (a new contiguous tensor, unless U == T).
+    // to<Cuda>() / to<Cpu>(): a copy on that device (this tensor if already there).
     template <class U>
-    Tensor<U, D> to() const {
+    auto to() const {
         check_defined("to");
-        if constexpr (std::is_same_v<U, T>) {
+        if constexpr (is_device_v<U>) {
+            if constexpr (std::is_same_v<U, D>) return *this;
+            else if constexpr (on_host) return DeviceBackend<U>::upload(*this);
+            else {
+                static_assert(std::is_same_v<U, Cpu>, "Tensor::to<Device>: copies between two non-host devices go through the host");
+                return DeviceBackend<D>::download(*this);
+            }
+        } else if constexpr (std::is_same_v<U, T>) {
             return *this;
         } else {
             Tensor<U, D> t = Tensor<U, D>::empty(shape_);
