@@ -3,7 +3,8 @@
 //
 // Tolerances (|gpu - cpu| <= atol + rtol |cpu|):
 //   double       rtol 1e-12, atol 1e-13 (reductions in a different order only)
-//   float        rtol 2e-5,  atol 2e-6  (exp/log ulps, summation order)
+//   float        rtol 2e-5,  atol 5e-6  (exp/log ulps, summation order)
+//   sums over rows / broadcast dims (dweight, dbias, mse): 10x the above for float and double
 //   half         rtol 4e-3,  atol 4e-3  (one fp16 rounding of the output; float compute)
 //   bfloat16     rtol 2e-2,  atol 2e-2  (one bf16 rounding of the output; float compute)
 // For bfloat16 / half the reference is the CPU op in float on the same
@@ -41,7 +42,7 @@ struct Tol {
 template <class T>
 Tol tol() {
     if constexpr (std::is_same_v<T, double>) return {1e-12, 1e-13};
-    else if constexpr (std::is_same_v<T, float>) return {2e-5, 2e-6};
+    else if constexpr (std::is_same_v<T, float>) return {2e-5, 5e-6};
     else if constexpr (std::is_same_v<T, polymath::half>) return {4e-3, 4e-3};
     else return {2e-2, 2e-2};
 }
@@ -280,7 +281,7 @@ TEST_CASE_TEMPLATE("layer_norm_backward equals the CPU backward (dx, dweight, db
             CHECK_PARITY(d.dx, r.dx, T);
             // parameter gradients sum over rows: a different order than the CPU's blocks
             const Tol t = tol<T>();
-            const double k = std::is_same_v<T, float> ? 10.0 : 1.0;
+            const double k = is16<T> ? 1.0 : 10.0;
             POLYMATH_CHECK_CLOSE(host_of<T>(d.dweight), r.dweight, t.rtol * k, t.atol * k);
             POLYMATH_CHECK_CLOSE(host_of<T>(d.dbias), r.dbias, t.rtol * k, t.atol * k);
             REQUIRE(d.dweight.shape() == c.ns);
@@ -470,7 +471,7 @@ TEST_CASE_TEMPLATE("mse_loss forward and backward equal the CPU with broadcastin
             const auto lr = normref::mse_loss(ref_of(a), ref_of(b), red);
             // Sum over 64000 squares in a different order: scale the float tolerance
             const Tol t = tol<T>();
-            const double k = std::is_same_v<T, float> && red == 2 ? 10.0 : 1.0;
+            const double k = is16<T> ? 1.0 : 10.0;
             POLYMATH_CHECK_CLOSE(host_of<T>(ld), lr, t.rtol * k, t.atol * k);
             const Tensor<T, Cpu> g = red == 0 ? rnd<T>(out, seed++) : rnd<T>(Shape{}, seed++);
             const auto gd = ops::mse_loss_backward(g.template to<Cuda>(), a.template to<Cuda>(), b.template to<Cuda>(), rr);
