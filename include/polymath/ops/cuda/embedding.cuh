@@ -35,6 +35,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 #include <vector>
 
@@ -159,9 +160,8 @@ inline void check_embedding_args_cuda(const Shape& weight_shape, const Shape& in
 }
 
 [[noreturn]] inline void throw_embedding_index(std::int64_t v, std::int64_t V, const char* op) {
-    POLYMATH_CHECK(false, op, "index ", v, " is out of range for an embedding table of ", V, " rows (valid: 0..", V - 1,
-                   ")", v < 0 ? "; negative indices are not supported" : "");
-    __builtin_unreachable();
+    POLYMATH_THROW(op, "index ", v, " is out of range for an embedding table of ", V, " rows (valid: 0..", V - 1, ")",
+                   v < 0 ? "; negative indices are not supported" : "");
 }
 
 // Host indices: the CPU's check, in row-major order.
