@@ -35,9 +35,9 @@ void bench(const Options& opt, const std::string& name, const std::string& shape
            double flops, const std::function<void()>& fn) {
     if (!opt.only.empty() && name.find(opt.only) == std::string::npos) return;
     for (int i = 0; i < 3; ++i) fn();
-    cuda::synchronize();
+    polymath::cuda::synchronize();
     std::vector<double> ms;
-    cuda::EventTimer timer;
+    polymath::cuda::EventTimer timer;
     for (int i = 0; i < opt.reps; ++i) {
         timer.start();
         fn();
@@ -66,12 +66,12 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    if (!cuda::is_available()) {
-        std::fprintf(stderr, "SKIPPED: no CUDA device (%s)\n", cuda::unavailable_reason().c_str());
+    if (!polymath::cuda::is_available()) {
+        std::fprintf(stderr, "SKIPPED: no CUDA device (%s)\n", polymath::cuda::unavailable_reason().c_str());
         return 0;
     }
     try {
-        std::fprintf(stderr, "bench_gpu on %s\n", cuda::device_description().c_str());
+        std::fprintf(stderr, "bench_gpu on %s\n", polymath::cuda::device_description().c_str());
         std::printf("case,shape,dtype,ms_median,ms_min,gbps,tflops,pct_copy_bw\n");
         Generator gen(1);
 
@@ -92,6 +92,59 @@ int main(int argc, char** argv) {
             bench(opt, "upload_h2d", std::to_string(n), "f32", 4.0 * double(n), 0, [&] { (void)h.to<Cuda>(); });
             const auto d = h.to<Cuda>();
             bench(opt, "download_d2h", std::to_string(n), "f32", 4.0 * double(n), 0, [&] { (void)d.to<Cpu>(); });
+        }
+        // ---- GEMM through cuBLAS (issue #5: bf16 8192^3 >= 0.9x torch.matmul) -------
+        {
+            const std::int64_t m = 8192;
+            const auto a = Tensor<float, Cuda>::randn({m, m}, gen).to<bfloat16>();
+            const auto b = Tensor<float, Cuda>::randn({m, m}, gen).to<bfloat16>();
+            bench(opt, "gemm", "8192x8192x8192", "bf16", 0, 2.0 * double(m) * m * m, [&] { (void)ops::matmul(a, b); });
+        }
+        {
+            const std::int64_t m = 4096;
+            const auto a = Tensor<float, Cuda>::randn({m, m}, gen);
+            const auto b = Tensor<float, Cuda>::randn({m, m}, gen);
+            bench(opt, "gemm", "4096x4096x4096", "f32", 0, 2.0 * double(m) * m * m, [&] { (void)ops::matmul(a, b); });
+        }
+        // ---- memory-bound ops (>= 80 % of the copy bandwidth) ------------------------
+        {
+            const std::int64_t r = 16384, c = 1024;
+            const auto x = Tensor<float, Cuda>::randn({r, c}, gen);
+            const auto w = Tensor<float, Cuda>::randn({c}, gen);
+            const auto bias = Tensor<float, Cuda>::randn({c}, gen);
+            const double io = 2.0 * 4 * double(r * c);
+            bench(opt, "layer_norm_fwd", "16384x1024", "f32", io, 0,
+                  [&] { (void)ops::layer_norm(x, Shape{c}, w, bias, 1e-6); });
+            bench(opt, "softmax_fwd", "16384x1024", "f32", io, 0, [&] { (void)ops::softmax(x, -1); });
+        }
+        {
+            const std::int64_t n = std::int64_t(64) << 20;
+            const auto a = Tensor<float, Cuda>::randn({n}, gen);
+            const auto b = Tensor<float, Cuda>::randn({n}, gen);
+            bench(opt, "add", std::to_string(n), "f32", 3.0 * 4 * double(n), 0, [&] { (void)ops::add(a, b); });
+            bench(opt, "gelu", std::to_string(n), "f32", 2.0 * 4 * double(n), 0, [&] { (void)ops::gelu(a); });
+        }
+        {
+            const std::int64_t n = 32, l = 1024, c = 512, k = 15;
+            const auto x = Tensor<float, Cuda>::randn({n, l, c}, gen);
+            const auto w = Tensor<float, Cuda>::randn({k, c}, gen);
+            bench(opt, "depthwise_conv1d_fwd", "32x1024x512_k15_d1", "f32", 2.0 * 4 * double(n * l * c), 0,
+                  [&] { (void)ops::depthwise_conv1d(x, w, Tensor<float, Cuda>{}, 1, PaddingMode::Same); });
+        }
+        // ---- attention fwd + bwd (>= 0.8x torch's scaled_dot_product_attention) -------
+        for (const bool causal : {false, true}) {
+            const std::int64_t bsz = 8, h = 16, l = 1024, dk = 64;
+            const auto q = Tensor<float, Cuda>::randn({bsz, l, h * dk}, gen).to<bfloat16>();
+            const auto k = Tensor<float, Cuda>::randn({bsz, l, h * dk}, gen).to<bfloat16>();
+            const auto v = Tensor<float, Cuda>::randn({bsz, l, h * dk}, gen).to<bfloat16>();
+            const auto g = Tensor<float, Cuda>::randn({bsz, l, h * dk}, gen).to<bfloat16>();
+            const ops::AttentionOptionsCuda ao{.num_heads = h, .causal = causal};
+            // fwd 2 GEMMs + bwd 5 GEMMs of 2*L*L*dk each; causal does about half.
+            const double flops = 7.0 * 2 * double(bsz * h) * double(l) * double(l) * double(dk) * (causal ? 0.5 : 1.0);
+            bench(opt, "attention_fwd_bwd", std::string("8x16x1024x64") + (causal ? "_causal" : ""), "bf16", 0, flops, [&] {
+                const auto f = ops::attention_forward(q, k, v, Tensor<std::uint8_t, Cuda>{}, ao);
+                (void)ops::attention_backward(g, q, k, v, f, ao);
+            });
         }
     } catch (const Error& e) {
         std::fprintf(stderr, "bench_gpu: %s\n", e.what());

@@ -476,7 +476,7 @@ TEST_CASE("add_ accumulates a broadcast source into a strided destination in pla
     POLYMATH_CHECK_CLOSE(xd.to<Cpu>(), ref::binary<float>("add", x, y), 0.0, 0.0);
 }
 
-// A user functor for cuda::map: relu(a x + b y) - z, in one kernel.
+// A user functor for polymath::cuda::map: relu(a x + b y) - z, in one kernel.
 struct AxpbyReluMinus {
     float a, b;
     __device__ float operator()(float x, float y, float z) const {
@@ -489,12 +489,12 @@ struct Halve {
     __device__ A operator()(A x) const { return x * A(0.5); }
 };
 
-TEST_CASE("cuda::map runs a user functor over same-shape tensors, strided ones and in place") {
+TEST_CASE("polymath::cuda::map runs a user functor over same-shape tensors, strided ones and in place") {
     POLYMATH_REQUIRE_GPU();
     for (const Shape& s : {Shape{1003}, Shape{7, 33}, Shape{0}, Shape{1}}) {
         const Tensor<float, Cpu> x = randn<float>(s, 160), y = randn<float>(s, 161), z = randn<float>(s, 162);
         const Tensor<float, Cuda> out = Tensor<float, Cuda>::empty(s);
-        cuda::map(AxpbyReluMinus{2.f, -1.f}, out, x.to<Cuda>(), y.to<Cuda>(), z.to<Cuda>());
+        polymath::cuda::map(AxpbyReluMinus{2.f, -1.f}, out, x.to<Cuda>(), y.to<Cuda>(), z.to<Cuda>());
         const auto got = out.to_vector();
         const auto vx = x.to_vector(), vy = y.to_vector(), vz = z.to_vector();
         INFO("shape ", s);
@@ -507,16 +507,16 @@ TEST_CASE("cuda::map runs a user functor over same-shape tensors, strided ones a
     const Tensor<double, Cpu> h = randn<double>({8, 12}, 163);
     Tensor<double, Cuda> d = h.to<Cuda>();
     const Tensor<double, Cuda> view = d.transpose(0, 1).slice(0, 0, 12, 3);  // [4, 8], strided
-    cuda::map(Halve{}, view, view);
+    polymath::cuda::map(Halve{}, view, view);
     const auto got = d.to<Cpu>();
     for (std::int64_t i = 0; i < 8; ++i)
         for (std::int64_t j = 0; j < 12; ++j) CHECK(got.at({i, j}) == h.at({i, j}) * (j % 3 == 0 ? 0.5 : 1.0));
     // Half storage, float compute.
     const Tensor<polymath::half, Cuda> hx = Tensor<float, Cpu>{1.f, 3.f, -5.f}.to<polymath::half>().to<Cuda>();
     const Tensor<polymath::half, Cuda> ho = Tensor<polymath::half, Cuda>::empty({3});
-    cuda::map(Halve{}, ho, hx);
+    polymath::cuda::map(Halve{}, ho, hx);
     CHECK(ho.to<Cpu>().to<float>().to_vector() == std::vector<float>{0.5f, 1.5f, -2.5f});
-    CHECK_THROWS_WITH_AS(cuda::map(Halve{}, Tensor<float, Cuda>::empty({3}), Tensor<float, Cuda>::empty({4})),
+    CHECK_THROWS_WITH_AS(polymath::cuda::map(Halve{}, Tensor<float, Cuda>::empty({3}), Tensor<float, Cuda>::empty({4})),
                          doctest::Contains("map"), Error);
 }
 

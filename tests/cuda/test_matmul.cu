@@ -94,12 +94,12 @@ std::uint64_t seed_of(int i) {
 }
 
 struct Tf32Guard {
-    explicit Tf32Guard(bool on) : prev(cuda::allow_tf32()) { cuda::set_allow_tf32(on); }
-    ~Tf32Guard() { cuda::set_allow_tf32(prev); }
+    explicit Tf32Guard(bool on) : prev(polymath::cuda::allow_tf32()) { polymath::cuda::set_allow_tf32(on); }
+    ~Tf32Guard() { polymath::cuda::set_allow_tf32(prev); }
     bool prev;
 };
 
-std::size_t allocations() { return cuda::CudaAllocator::instance().stats().allocations; }
+std::size_t allocations() { return polymath::cuda::CudaAllocator::instance().stats().allocations; }
 
 std::string error_of(const std::function<void()>& f) {
     try {
@@ -115,7 +115,7 @@ std::string error_of(const std::function<void()>& f) {
 TEST_CASE_TEMPLATE("2-D matmul matches the CPU for odd sizes, size-1 and empty dims", T, float, double, bfloat16,
                    polymath::half) {
     POLYMATH_REQUIRE_GPU();
-    CHECK(!cuda::allow_tf32());  // the default: float GEMMs in full fp32
+    CHECK(!polymath::cuda::allow_tf32());  // the default: float GEMMs in full fp32
     const std::int64_t sizes[][3] = {{1, 1, 1},   {1, 7, 33},  {7, 33, 129}, {129, 7, 33}, {33, 129, 1},
                                      {33, 1, 7},  {64, 64, 64}, {130, 257, 66}, {3, 5000, 7}, {5, 0, 3},
                                      {0, 5, 3},   {3, 5, 0}};
@@ -344,12 +344,12 @@ TEST_CASE("TF32 is opt-in: results stay close with it on, and the switch restore
     const Tensor<double> ref = test_ref::matmul(a.ref, b.ref);
     {
         Tf32Guard on(true);
-        CHECK(cuda::allow_tf32());
+        CHECK(polymath::cuda::allow_tf32());
         CHECK_NEAR_REF(ops::matmul(a.dev, b.dev), ref, 5e-3, 3e-3 * std::sqrt(double(K)));
         CHECK_NEAR_REF(ops::matmul(a.dev.reshape({3, 43, K}), b.dev), test_ref::matmul(a.ref.reshape({3, 43, K}), b.ref),
                        5e-3, 3e-3 * std::sqrt(double(K)));
     }
-    CHECK(!cuda::allow_tf32());
+    CHECK(!polymath::cuda::allow_tf32());
     CHECK_NEAR_REF(ops::matmul(a.dev, b.dev), ref, 1e-5, 1e-5 * std::sqrt(double(K)));
 }
 
@@ -358,18 +358,18 @@ TEST_CASE("matmul runs on the current stream and on several host threads") {
     const auto a = make_input<float>({5, 33, 17}, 31), b = make_input<float>({5, 17, 129}, 32);
     const Tensor<double> ref = test_ref::matmul(a.ref, b.ref);
     {
-        cuda::Stream s;
-        cuda::StreamGuard g(s.get());
+        polymath::cuda::Stream s;
+        polymath::cuda::StreamGuard g(s.get());
         const Tensor<float, Cuda> c = ops::matmul(a.dev, b.dev);
         CHECK_NEAR_REF(c, ref, 1e-5, 1e-4);
     }
-    cuda::synchronize();  // a.dev / b.dev were made on the default stream; keep them alive past the threads
+    polymath::cuda::synchronize();  // a.dev / b.dev were made on the default stream; keep them alive past the threads
     double worst[4] = {};
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
         threads.emplace_back([&, t] {
-            cuda::Stream s;
-            cuda::StreamGuard g(s.get());
+            polymath::cuda::Stream s;
+            polymath::cuda::StreamGuard g(s.get());
             double w = 0;
             for (int rep = 0; rep < 5; ++rep) {
                 const Tensor<float, Cuda> c = ops::matmul(a.dev, b.dev);

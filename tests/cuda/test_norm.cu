@@ -236,7 +236,7 @@ TEST_CASE_TEMPLATE("layer_norm forward equals the CPU (y, mean, rstd) with and w
             REQUIRE(f.mean.shape() == r.mean.shape());
             REQUIRE(f.rstd.shape() == r.rstd.shape());
             // statistics are kept in compute precision: compare at float / double tolerance
-            using C = cuda::compute_t<T>;
+            using C = polymath::cuda::compute_t<T>;
             POLYMATH_CHECK_CLOSE(f.mean.template to<Cpu>(), r.mean, tol<C>().rtol, tol<C>().atol);
             POLYMATH_CHECK_CLOSE(f.rstd.template to<Cpu>(), r.rstd, tol<C>().rtol, tol<C>().atol);
             CHECK_PARITY(ops::layer_norm(x.template to<Cuda>(), c.ns, wd, bd, eps), r.y, T);
@@ -262,7 +262,7 @@ TEST_CASE("layer_norm of a non-contiguous input with a large common offset match
 TEST_CASE_TEMPLATE("layer_norm_backward equals the CPU backward (dx, dweight, dbias) for the same upstream gradient", T,
                    float, double, bfloat16, polymath::half) {
     POLYMATH_REQUIRE_GPU();
-    using C = cuda::compute_t<T>;
+    using C = polymath::cuda::compute_t<T>;
     std::uint64_t seed = 300;
     for (const auto& c : ln_cases()) {
         CAPTURE(c.x);
@@ -343,7 +343,7 @@ TEST_CASE_TEMPLATE("cross_entropy forward and backward equal the CPU: [N, C] and
                    "label smoothing 0.1, every reduction",
                    T, float, double, bfloat16, polymath::half) {
     POLYMATH_REQUIRE_GPU();
-    using C = cuda::compute_t<T>;
+    using C = polymath::cuda::compute_t<T>;
     const std::vector<Shape> shapes{{1, 1}, {7, 33}, {64, 1000}, {3, 5000}, {2, 4, 3}, {2, 5, 3, 2}, {5, 1100, 2}};
     std::uint64_t seed = 500;
     for (const Shape& s : shapes) {

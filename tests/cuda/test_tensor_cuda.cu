@@ -12,7 +12,7 @@ using namespace polymath;
 using polymath::half;  // not CUDA's ::half
 
 TEST_CASE("a CUDA allocation without a device, or beyond the device, throws an Error naming the bytes") {
-    if (!cuda::is_available()) {
+    if (!polymath::cuda::is_available()) {
         // CI's case: the message must say what was asked and why it failed.
         try {
             (void)Tensor<float, Cuda>::empty({1000, 3});
@@ -23,7 +23,7 @@ TEST_CASE("a CUDA allocation without a device, or beyond the device, throws an E
             CHECK(m.find("12000 bytes") != std::string::npos);
             CHECK(m.find("no usable CUDA device") != std::string::npos);
         }
-        CHECK(!cuda::unavailable_reason().empty());
+        CHECK(!polymath::cuda::unavailable_reason().empty());
     } else {
         // 2^50 bytes (1 PiB) is more than any GPU has: out of memory, with the free bytes named.
         try {
@@ -36,7 +36,7 @@ TEST_CASE("a CUDA allocation without a device, or beyond the device, throws an E
             CHECK(m.find("1125899906842624 bytes") != std::string::npos);
             CHECK(m.find("free") != std::string::npos);
         }
-        CHECK(cuda::unavailable_reason().empty());
+        CHECK(polymath::cuda::unavailable_reason().empty());
     }
 }
 
@@ -126,7 +126,7 @@ TEST_CASE("factories on the device draw the host's numbers") {
 
 TEST_CASE("the device allocator counts live bytes and keeps freed blocks in the pool") {
     POLYMATH_REQUIRE_GPU();
-    auto& a = cuda::CudaAllocator::instance();
+    auto& a = polymath::cuda::CudaAllocator::instance();
     const auto before = a.stats();
     {
         const Tensor<float, Cuda> t = Tensor<float, Cuda>::empty({1 << 20});
@@ -135,7 +135,7 @@ TEST_CASE("the device allocator counts live bytes and keeps freed blocks in the 
         CHECK(during.allocations == before.allocations + 1);
         CHECK(during.bytes_reserved >= during.bytes_in_use);
     }
-    cuda::synchronize();
+    polymath::cuda::synchronize();
     const auto after = a.stats();
     CHECK(after.bytes_in_use == before.bytes_in_use);
     CHECK(after.bytes_reserved >= (std::size_t(4) << 20));  // cached, not released

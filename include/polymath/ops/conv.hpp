@@ -51,6 +51,7 @@
 #include <ostream>
 #include <vector>
 
+#include "polymath/ops/padding_mode.hpp"
 #include "polymath/ops/elementwise.hpp"
 #include "polymath/ops/matmul.hpp"
 
@@ -66,17 +67,6 @@ struct Int2 {
 };
 inline std::ostream& operator<<(std::ostream& os, const Int2& v) { return os << '(' << v.h << ", " << v.w << ')'; }
 
-// Padding of the channels-last 1-D ops (depthwise_conv1d, max_pool1d_channels_last).
-enum class PaddingMode { Valid, Same, Causal };
-inline const char* padding_mode_name(PaddingMode m) {
-    switch (m) {
-        case PaddingMode::Valid: return "Valid";
-        case PaddingMode::Same: return "Same";
-        case PaddingMode::Causal: return "Causal";
-    }
-    return "?";
-}
-inline std::ostream& operator<<(std::ostream& os, PaddingMode m) { return os << padding_mode_name(m); }
 
 }  // namespace polymath
 

@@ -28,24 +28,9 @@
 #include <vector>
 
 #include "polymath/ops/elementwise.hpp"
+#include "polymath/ops/loss_options.hpp"
 #include "polymath/ops/reduce.hpp"
 
-namespace polymath {
-
-enum class Reduction { None, Mean, Sum };
-
-struct CrossEntropyOptions {
-    std::int64_t ignore_index = -100;
-    double label_smoothing = 0.0;  // in [0, 1]
-    Reduction reduction = Reduction::Mean;
-};
-
-struct NllLossOptions {
-    std::int64_t ignore_index = -100;
-    Reduction reduction = Reduction::Mean;
-};
-
-}  // namespace polymath
 
 namespace polymath::ops {
 

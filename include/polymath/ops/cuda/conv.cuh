@@ -28,12 +28,7 @@
 //    item order. Stage 2 sums the partials in block order. Bit-identical on
 //    every run.
 //
-// PaddingMode: the enum lives in ops/conv.hpp, which pulls in Eigen and cannot
-// be included from .cu files. It is repeated here token for token (same
-// namespace, same enumerators, same inline helpers, so the ODR holds across
-// a .cpp that includes conv.hpp and a .cu that includes this header). A single
-// translation unit must not include both until the enum moves to a shared
-// light header (then delete the copy below).
+// PaddingMode comes from ops/padding_mode.hpp, shared with the CPU ops.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -49,25 +44,7 @@
 #include "polymath/cuda/tensor_backend.cuh"
 #include "polymath/tensor/tensor.hpp"
 
-#ifndef POLYMATH_PADDING_MODE_DEFINED
-#define POLYMATH_PADDING_MODE_DEFINED 1
-namespace polymath {
-// Padding of the channels-last 1-D ops (depthwise_conv1d, max_pool1d_channels_last).
-enum class PaddingMode { Valid, Same, Causal };
-inline const char* padding_mode_name(PaddingMode m) {
-    switch (m) {
-        case PaddingMode::Valid: return "Valid";
-        case PaddingMode::Same: return "Same";
-        case PaddingMode::Causal: return "Causal";
-    }
-    return "?";
-}
-inline std::ostream& operator<<(std::ostream& os, PaddingMode m) { return os << padding_mode_name(m); }
-}  // namespace polymath
-namespace polymath::ops {
-using polymath::PaddingMode;
-}
-#endif
+#include "polymath/ops/padding_mode.hpp"
 
 namespace polymath::ops {
 

@@ -52,30 +52,8 @@
 
 #include "polymath/ops/cuda/softmax.cuh"  // shared device helpers
 
-// The loss options are the CPU's (polymath/ops/loss.hpp), repeated token for
-// token because .cu files must not include the Eigen-based CPU header. Both
-// definitions are identical, so separate translation units agree (ODR); a TU
-// must not include both headers. (Lead: move these into a shared
-// polymath/ops/loss_options.hpp included by both.)
-#ifndef POLYMATH_LOSS_OPTIONS_DEFINED
-#define POLYMATH_LOSS_OPTIONS_DEFINED
-namespace polymath {
-
-enum class Reduction { None, Mean, Sum };
-
-struct CrossEntropyOptions {
-    std::int64_t ignore_index = -100;
-    double label_smoothing = 0.0;  // in [0, 1]
-    Reduction reduction = Reduction::Mean;
-};
-
-struct NllLossOptions {
-    std::int64_t ignore_index = -100;
-    Reduction reduction = Reduction::Mean;
-};
-
-}  // namespace polymath
-#endif
+// The loss options are shared with the CPU ops (ops/loss_options.hpp).
+#include "polymath/ops/loss_options.hpp"
 
 namespace polymath::ops {
 
