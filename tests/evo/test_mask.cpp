@@ -1,5 +1,6 @@
 // Masks over parameter groups of a small nn model: grouping policies, exact
 // apply/restore, parallel evaluation with one clone per thread, bad input.
+#include <atomic>
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -222,15 +223,17 @@ TEST_CASE("evaluate_masks: same results for 1, 2 and 3 threads as a serial loop;
         const auto r = evo::evaluate_masks(m, groups, masks, eval, threads);
         CHECK(r == serial);
     }
-    // The other two sources: a factory (one call per thread) and given workers.
-    int made = 0;
+    // The other two sources: a factory (at most one call per worker, on the
+    // worker's thread, so possibly concurrently) and given workers.
+    std::atomic<int> made{0};
     const auto from_factory = evo::evaluate_masks(
         [&] {
             ++made;
             return m.clone();
         },
         groups, masks, eval, 2);
-    CHECK(made == 2);
+    CHECK(made >= 1);
+    CHECK(made <= 2);
     CHECK(from_factory == serial);
     std::vector<TwoLayer> workers{m.clone(), m.clone(), m.clone()};
     CHECK(evo::evaluate_masks(workers, groups, masks, eval) == serial);
