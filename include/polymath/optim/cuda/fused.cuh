@@ -14,8 +14,10 @@
 // (eps outside the sqrt; v_max with amsgrad), p -= (lr/bc1)·(m/denom); SGD's
 // d = g + wd·p, b = d at step 1 else μ·b + (1-dampening)·d, Nesterov d + μ·b.
 // Every + - × ÷ √ is an explicit round-to-nearest intrinsic (never contracted
-// into an FMA), so with a CPU build that does not contract either, the device
-// agrees with the CPU optimizer bit for bit. `step` is the 1-based update
+// into an FMA), so with a CPU build that does not contract either (and whose
+// sqrt is correctly rounded: Eigen's AVX-512 float/double sqrt under
+// EIGEN_FAST_MATH is not) the device agrees with the CPU optimizer bit for
+// bit; against a -march=native build expect a few ulps. `step` is the 1-based update
 // count t of the parameters (the CPU keeps one per parameter; here all the
 // tensors of one call share it). The options structs mirror the CPU ones
 // (defined here because the CPU optimizer headers need Eigen, which a .cu file
