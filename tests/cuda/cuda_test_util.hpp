@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <type_traits>
 
 #include <polymath/cuda/runtime.hpp>
 #include <polymath/tensor/tensor.hpp>
@@ -18,6 +19,13 @@ inline int& gpu_skips() {
     return n;
 }
 
+// Exact for every dtype (16-bit floats widen through float, doubles stay doubles).
+template <class T>
+double as_double(T v) {
+    if constexpr (std::is_same_v<T, bfloat16> || std::is_same_v<T, half>) return double(float(v));
+    else return double(v);
+}
+
 // Largest |a - b| / (atol + rtol * |b|) over all elements: <= 1 means "close".
 // a and b are host tensors of equal shape; NaN anywhere fails.
 template <class T>
@@ -26,7 +34,7 @@ double close_ratio(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b, double rtol
     const auto va = a.to_vector(), vb = b.to_vector();
     double worst = 0;
     for (std::size_t i = 0; i < va.size(); ++i) {
-        const double x = double(float(va[i])), y = double(float(vb[i]));
+        const double x = as_double(va[i]), y = as_double(vb[i]);
         if (std::isnan(x) != std::isnan(y)) return INFINITY;
         if (std::isnan(x)) continue;
         if (std::isinf(x) || std::isinf(y)) {
